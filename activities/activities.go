@@ -1,0 +1,190 @@
+// Package activities holds the pipeline's Temporal activities: the poller
+// that drains RocketMQ into record workflows, and the insert, quarantine and
+// ack steps those workflows run.
+//
+// The ack contract: a receipt handle is acknowledged only after the
+// message's row (or quarantine row) is committed. Every path that could ack
+// earlier is a lost message if the worker dies in between.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/syncbridge/syncbridge/internal/acker"
+	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/metrics"
+	"github.com/syncbridge/syncbridge/internal/mqclient"
+	"github.com/syncbridge/syncbridge/internal/store"
+	"github.com/syncbridge/syncbridge/internal/syncevent"
+)
+
+// Acker acknowledges receipt handles (internal/acker in production).
+type Acker interface {
+	Ack(ctx context.Context, handles []string) (acker.Result, error)
+}
+
+// Settings are the poller's knobs; see config.Pipeline for units.
+type Settings struct {
+	TaskQueue        string
+	WorkflowIDPrefix string
+	Topic, Group     string
+	BatchSize        int
+	PollWait         time.Duration
+	MaxInFlight      int
+}
+
+// Activities is registered once per worker; workflows call its methods
+// through a nil *Activities.
+type Activities struct {
+	Store    *store.Store
+	Acker    Acker
+	Consumer mqclient.Consumer
+	Temporal client.Client
+	Metrics  *metrics.Pipeline
+	Settings Settings
+}
+
+// InsertInput is one message to commit.
+type InsertInput struct {
+	Key      string
+	Delivery contract.Delivery
+}
+
+// InsertResult reports what the database decided.
+type InsertResult struct {
+	Outcome contract.Outcome
+}
+
+// Insert commits a message's record idempotently. Bad input fails with a
+// non-retryable ApplicationError of type contract.ErrTypeBadInput whose
+// details hold the reason code; anything else is retried by the caller's
+// policy (transient database trouble heals, and a record stuck here stays
+// visible as a pending activity).
+func (a *Activities) Insert(ctx context.Context, in InsertInput) (InsertResult, error) {
+	start := time.Now()
+	out, err := a.commit(ctx, in.Key, in.Delivery)
+	a.Metrics.InsertLatency.Record(time.Since(start))
+	if err != nil {
+		return InsertResult{}, err
+	}
+	a.Metrics.Outcome(string(out))
+	return InsertResult{Outcome: out}, nil
+}
+
+// commit parses and inserts; shared by the Insert activity and the
+// poller's handling of redeliveries for completed keys.
+func (a *Activities) commit(ctx context.Context, key string, d contract.Delivery) (contract.Outcome, error) {
+	ev, err := syncevent.Parse(key, d.MessageID, d.Body)
+	if err != nil {
+		var inv *syncevent.InvalidError
+		if errors.As(err, &inv) {
+			return "", badInput(inv.Reason, inv.Error())
+		}
+		return "", fmt.Errorf("parse message %s: %w", d.MessageID, err)
+	}
+	out, err := a.Store.Insert(ctx, ev)
+	if err != nil {
+		if store.IsBadData(err) {
+			return "", badInput("db_rejected", "database rejected the record: "+describeDBError(err))
+		}
+		// The driver's text can quote column values; history and logs get
+		// only the error number.
+		return "", fmt.Errorf("insert record %s: %s", d.MessageID, describeDBError(err))
+	}
+	return contract.Outcome(out), nil
+}
+
+// badInput builds the non-retryable error for a message that can never
+// succeed. The reason code travels as the error's details.
+func badInput(reason, msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, contract.ErrTypeBadInput, nil, reason)
+}
+
+// BadInputReason extracts the reason code from a BadInput error.
+func BadInputReason(err error) (reason, msg string, ok bool) {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeBadInput {
+		return "", "", false
+	}
+	if appErr.HasDetails() {
+		_ = appErr.Details(&reason)
+	}
+	return reason, appErr.Message(), true
+}
+
+func describeDBError(err error) string {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return fmt.Sprintf("mysql error %d", me.Number)
+	}
+	if store.IsTransient(err) {
+		return "transient database error: " + err.Error()
+	}
+	return err.Error()
+}
+
+// QuarantineInput keeps a poison message with its reason.
+type QuarantineInput struct {
+	Key      string
+	Delivery contract.Delivery
+	Reason   string
+	Detail   string
+}
+
+// Quarantine stores a message that can never be inserted, raw body and
+// reason, so it can be fixed and replayed. Idempotent per (message, reason).
+func (a *Activities) Quarantine(ctx context.Context, in QuarantineInput) error {
+	_, err := a.Store.Quarantine(ctx, store.QuarantineEntry{
+		Key:           in.Key,
+		MessageID:     in.Delivery.MessageID,
+		Tag:           in.Delivery.Tag,
+		Reason:        in.Reason,
+		Detail:        in.Detail,
+		Body:          in.Delivery.Body,
+		ConsumedTimes: in.Delivery.ConsumedTimes,
+	})
+	if err != nil {
+		return fmt.Errorf("quarantine message %s: %s", in.Delivery.MessageID, describeDBError(err))
+	}
+	a.Metrics.Quarantined(in.Reason)
+	return nil
+}
+
+// AckInput lists receipt handles to acknowledge.
+type AckInput struct {
+	Handles []string
+}
+
+// AckResult counts what the broker accepted and refused.
+type AckResult struct {
+	Acked   int
+	Refused int
+}
+
+// Ack acknowledges handles whose messages are committed. A refused handle
+// (expired, or superseded by a redelivery) is not a failure: the record is
+// committed and the next delivery is acked as a duplicate.
+func (a *Activities) Ack(ctx context.Context, in AckInput) (AckResult, error) {
+	start := time.Now()
+	res, err := a.Acker.Ack(ctx, in.Handles)
+	a.Metrics.AckLatency.Record(time.Since(start))
+	if err != nil {
+		a.Metrics.AckFailure("call_failed")
+		return AckResult{}, fmt.Errorf("ack: %w", err)
+	}
+	a.Metrics.AckedHandles.Inc(int64(res.Acked))
+	if len(res.Refused) > 0 {
+		a.Metrics.ExpiredHandles.Inc(int64(len(res.Refused)))
+		activity.GetLogger(ctx).Info("broker refused receipt handles; records are committed, redeliveries will be acked as duplicates",
+			"refused", len(res.Refused), "code", res.Refused[0].Code)
+	}
+	return AckResult{Acked: res.Acked, Refused: len(res.Refused)}, nil
+}

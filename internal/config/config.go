@@ -1,0 +1,309 @@
+// Package config loads the worker's and starter's settings from the
+// environment, in one place, and validates them before anything connects.
+//
+// Every variable is listed in Vars with its default; README's configuration
+// table is generated from the same list by hand, so keep them in step.
+// Secrets may be given directly or as NAME_FILE pointing at a file (the
+// usual container-secret convention); they are never printed: String and
+// LogValue redact them.
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// Config is the whole runtime configuration.
+type Config struct {
+	MQ       MQ
+	DB       DB
+	Temporal Temporal
+	Pipeline Pipeline
+	// MetricsAddr is where /metrics (Prometheus text) is served; "" disables it.
+	MetricsAddr string
+	// LogLevel is debug, info, warn or error.
+	LogLevel slog.Level
+}
+
+// MQ addresses the RocketMQ HTTP endpoint.
+type MQ struct {
+	Endpoint   string // http(s) URL of the instance's HTTP endpoint
+	AccessKey  string
+	SecretKey  string // secret
+	InstanceID string // "" for instances without a namespace
+	Topic      string
+	Group      string // consumer group ID (GID_...)
+	Tag        string // tag filter; "" consumes every tag
+}
+
+// DB addresses PolarDB / MySQL.
+type DB struct {
+	// DSN is a go-sql-driver DSN. Built from the POLARDB_* parts when
+	// POLARDB_DSN is not given.
+	DSN string // secret (contains the password)
+	// MaxOpenConns caps the pool: the main lever protecting the database.
+	MaxOpenConns int
+}
+
+// Temporal addresses the Temporal frontend.
+type Temporal struct {
+	Address   string
+	Namespace string
+	TaskQueue string
+}
+
+// Pipeline tunes the pace of the drain.
+type Pipeline struct {
+	// Pollers is the number of poller workflows per topic/group.
+	Pollers int
+	// StartPollers makes this worker ensure the poller workflows exist at
+	// start. Harmless on every worker of a fleet: IDs are fixed.
+	StartPollers bool
+	// MaxInFlight caps running record workflows; the poller waits while
+	// the cap is reached.
+	MaxInFlight int
+	// BatchSize is numOfMessages per consume call, 1..16.
+	BatchSize int
+	// PollWait is the long-poll wait, 1s..30s.
+	PollWait time.Duration
+	// WorkflowIDPrefix is prepended to the message key to form the record
+	// workflow ID.
+	WorkflowIDPrefix string
+	// AckFlushInterval is how long the acker waits to fill a batch of 16
+	// receipt handles before it sends what it has.
+	AckFlushInterval time.Duration
+	// PayloadKey, when set (32 bytes), encrypts workflow payloads with
+	// AES-256-GCM so message bodies are not plaintext in Temporal history.
+	PayloadKey []byte // secret
+}
+
+// Var documents one environment variable.
+type Var struct {
+	Name, Default, Doc string
+	Secret            bool
+}
+
+// Vars lists every variable the loader reads, in README order.
+var Vars = []Var{
+	{"ROCKETMQ_ENDPOINT", "", "RocketMQ HTTP endpoint URL (required)", false},
+	{"ALIBABA_ACCESS_KEY", "", "AccessKey ID (required)", false},
+	{"ALIBABA_SECRET_KEY", "", "AccessKey secret (required; or ALIBABA_SECRET_KEY_FILE)", true},
+	{"ROCKETMQ_INSTANCE_ID", "", "instance ID; empty for instances without a namespace", false},
+	{"ROCKETMQ_TOPIC", "", "topic to drain (required)", false},
+	{"ROCKETMQ_GROUP_ID", "", "consumer group ID (required)", false},
+	{"ROCKETMQ_TAG", "SyncEvent", "tag filter; '*' for every tag", false},
+	{"POLARDB_DSN", "", "full go-sql-driver DSN; overrides the POLARDB_* parts below (or POLARDB_DSN_FILE)", true},
+	{"POLARDB_ENDPOINT", "", "host:port (required unless POLARDB_DSN)", false},
+	{"POLARDB_USER", "", "user (required unless POLARDB_DSN)", false},
+	{"POLARDB_PASSWORD", "", "password (or POLARDB_PASSWORD_FILE)", true},
+	{"POLARDB_DATABASE", "syncbridge", "database name", false},
+	{"POLARDB_MAX_CONNS", "10", "connection pool cap per worker", false},
+	{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port", false},
+	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace", false},
+	{"SYNCBRIDGE_TASK_QUEUE", "syncbridge", "task queue for workflows and activities", false},
+	{"SYNCBRIDGE_POLLERS", "2", "poller workflows per topic/group", false},
+	{"SYNCBRIDGE_START_POLLERS", "true", "ensure poller workflows exist at worker start", false},
+	{"SYNCBRIDGE_MAX_INFLIGHT", "200", "running record workflows at which polling pauses", false},
+	{"SYNCBRIDGE_BATCH_SIZE", "16", "messages per consume call (1-16)", false},
+	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
+	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
+	{"SYNCBRIDGE_ACK_FLUSH", "50ms", "max wait to coalesce acks into one call", false},
+	{"SYNCBRIDGE_PAYLOAD_KEY", "", "base64 32-byte key: encrypt Temporal payloads (or SYNCBRIDGE_PAYLOAD_KEY_FILE)", true},
+	{"SYNCBRIDGE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics listen address; 'off' disables", false},
+	{"SYNCBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", false},
+}
+
+// Load reads the configuration through getenv (os.Getenv in production,
+// a map in tests) and reports every problem at once.
+func Load(getenv func(string) string) (Config, error) {
+	l := loader{getenv: getenv}
+	var c Config
+
+	c.MQ = MQ{
+		Endpoint:   l.required("ROCKETMQ_ENDPOINT"),
+		AccessKey:  l.required("ALIBABA_ACCESS_KEY"),
+		SecretKey:  l.secret("ALIBABA_SECRET_KEY", true),
+		InstanceID: l.str("ROCKETMQ_INSTANCE_ID"),
+		Topic:      l.required("ROCKETMQ_TOPIC"),
+		Group:      l.required("ROCKETMQ_GROUP_ID"),
+		Tag:        l.str("ROCKETMQ_TAG"),
+	}
+	if c.MQ.Tag == "*" {
+		c.MQ.Tag = ""
+	}
+	if c.MQ.Endpoint != "" && !strings.HasPrefix(c.MQ.Endpoint, "http://") && !strings.HasPrefix(c.MQ.Endpoint, "https://") {
+		l.fail("ROCKETMQ_ENDPOINT", "must be an http:// or https:// URL")
+	}
+
+	c.DB.MaxOpenConns = l.intIn("POLARDB_MAX_CONNS", 1, 1000)
+	if dsn := l.secret("POLARDB_DSN", false); dsn != "" {
+		if _, err := mysql.ParseDSN(dsn); err != nil {
+			l.fail("POLARDB_DSN", "is not a valid DSN (value not shown)")
+		}
+		c.DB.DSN = dsn
+	} else {
+		mc := mysql.NewConfig()
+		mc.Net = "tcp"
+		mc.Addr = l.required("POLARDB_ENDPOINT")
+		mc.User = l.required("POLARDB_USER")
+		mc.Passwd = l.secret("POLARDB_PASSWORD", false)
+		mc.DBName = l.str("POLARDB_DATABASE")
+		if mc.Addr != "" {
+			if _, _, err := net.SplitHostPort(mc.Addr); err != nil {
+				l.fail("POLARDB_ENDPOINT", "must be host:port")
+			}
+		}
+		c.DB.DSN = mc.FormatDSN()
+	}
+
+	c.Temporal = Temporal{
+		Address:   l.str("TEMPORAL_ADDRESS"),
+		Namespace: l.str("TEMPORAL_NAMESPACE"),
+		TaskQueue: l.str("SYNCBRIDGE_TASK_QUEUE"),
+	}
+
+	c.Pipeline = Pipeline{
+		Pollers:          l.intIn("SYNCBRIDGE_POLLERS", 0, 64),
+		StartPollers:     l.boolean("SYNCBRIDGE_START_POLLERS"),
+		MaxInFlight:      l.intIn("SYNCBRIDGE_MAX_INFLIGHT", 1, 1_000_000),
+		BatchSize:        l.intIn("SYNCBRIDGE_BATCH_SIZE", 1, 16),
+		PollWait:         l.durationIn("SYNCBRIDGE_POLL_WAIT", time.Second, 30*time.Second),
+		WorkflowIDPrefix: l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
+		AckFlushInterval: l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),
+	}
+	if key := l.secret("SYNCBRIDGE_PAYLOAD_KEY", false); key != "" {
+		b, err := base64.StdEncoding.DecodeString(key)
+		if err != nil || len(b) != 32 {
+			l.fail("SYNCBRIDGE_PAYLOAD_KEY", "must be 32 bytes, base64-encoded (value not shown)")
+		}
+		c.Pipeline.PayloadKey = b
+	}
+
+	c.MetricsAddr = l.str("SYNCBRIDGE_METRICS_ADDR")
+	if c.MetricsAddr == "off" {
+		c.MetricsAddr = ""
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(l.str("SYNCBRIDGE_LOG_LEVEL"))); err != nil {
+		l.fail("SYNCBRIDGE_LOG_LEVEL", "must be debug, info, warn or error")
+	}
+
+	if len(l.problems) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(l.problems, "; "))
+	}
+	return c, nil
+}
+
+// FromEnv loads from the process environment.
+func FromEnv() (Config, error) { return Load(os.Getenv) }
+
+// String never shows secrets, so a Config can be logged as a whole.
+func (c Config) String() string {
+	return fmt.Sprintf("mq=%s topic=%s group=%s instance=%q tag=%q db=%s temporal=%s/%s queue=%s pollers=%d maxInFlight=%d encryptPayloads=%t",
+		c.MQ.Endpoint, c.MQ.Topic, c.MQ.Group, c.MQ.InstanceID, c.MQ.Tag, RedactDSN(c.DB.DSN),
+		c.Temporal.Address, c.Temporal.Namespace, c.Temporal.TaskQueue,
+		c.Pipeline.Pollers, c.Pipeline.MaxInFlight, len(c.Pipeline.PayloadKey) > 0)
+}
+
+// LogValue makes slog use the redacted form.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// RedactDSN returns user@addr/db with the password removed.
+func RedactDSN(dsn string) string {
+	mc, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return "(unparseable DSN)"
+	}
+	return fmt.Sprintf("%s@%s(%s)/%s", mc.User, mc.Net, mc.Addr, mc.DBName)
+}
+
+type loader struct {
+	getenv   func(string) string
+	problems []string
+}
+
+func (l *loader) fail(name, msg string) {
+	l.problems = append(l.problems, name+" "+msg)
+}
+
+func defaultOf(name string) string {
+	for _, v := range Vars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	panic("config: undocumented variable " + name)
+}
+
+func (l *loader) str(name string) string {
+	if v := strings.TrimSpace(l.getenv(name)); v != "" {
+		return v
+	}
+	return defaultOf(name)
+}
+
+func (l *loader) required(name string) string {
+	v := l.str(name)
+	if v == "" {
+		l.fail(name, "is required")
+	}
+	return v
+}
+
+// secret reads NAME or the file named by NAME_FILE (not both).
+func (l *loader) secret(name string, required bool) string {
+	direct := l.getenv(name)
+	file := strings.TrimSpace(l.getenv(name + "_FILE"))
+	switch {
+	case direct != "" && file != "":
+		l.fail(name, "and "+name+"_FILE are both set; use one")
+		return ""
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			l.fail(name+"_FILE", "cannot be read: "+err.Error())
+			return ""
+		}
+		return strings.TrimRight(string(b), "\r\n")
+	case direct != "":
+		return direct
+	}
+	if required {
+		l.fail(name, "is required (or "+name+"_FILE)")
+	}
+	return ""
+}
+
+func (l *loader) intIn(name string, lo, hi int) int {
+	s := l.str(name)
+	n, err := strconv.Atoi(s)
+	if err != nil || n < lo || n > hi {
+		l.fail(name, fmt.Sprintf("must be an integer from %d to %d, got %q", lo, hi, s))
+	}
+	return n
+}
+
+func (l *loader) durationIn(name string, lo, hi time.Duration) time.Duration {
+	s := l.str(name)
+	d, err := time.ParseDuration(s)
+	if err != nil || d < lo || d > hi {
+		l.fail(name, fmt.Sprintf("must be a duration from %s to %s, got %q", lo, hi, s))
+	}
+	return d
+}
+
+func (l *loader) boolean(name string) bool {
+	s := l.str(name)
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		l.fail(name, fmt.Sprintf("must be true or false, got %q", s))
+	}
+	return b
+}

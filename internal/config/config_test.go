@@ -1,0 +1,141 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func valid() map[string]string {
+	return map[string]string{
+		"ROCKETMQ_ENDPOINT":  "http://127.0.0.1:9876",
+		"ALIBABA_ACCESS_KEY": "ak",
+		"ALIBABA_SECRET_KEY": "s3cret-value",
+		"ROCKETMQ_TOPIC":     "patient-sync",
+		"ROCKETMQ_GROUP_ID":  "GID_sync",
+		"POLARDB_ENDPOINT":   "db.internal:3306",
+		"POLARDB_USER":       "sync",
+		"POLARDB_PASSWORD":   "db-pa55word",
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Load(env(valid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DB.MaxOpenConns != 10 || c.Pipeline.Pollers != 2 || c.Pipeline.BatchSize != 16 ||
+		c.Pipeline.PollWait != 30*time.Second || c.Temporal.Address != "127.0.0.1:7233" ||
+		c.Temporal.Namespace != "default" || c.Temporal.TaskQueue != "syncbridge" || c.MQ.Tag != "SyncEvent" {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if !strings.Contains(c.DB.DSN, "tcp(db.internal:3306)/syncbridge") {
+		t.Fatalf("DSN not built from parts: %s", RedactDSN(c.DB.DSN))
+	}
+}
+
+func TestMissingAndInvalidAreAllNamed(t *testing.T) {
+	m := valid()
+	delete(m, "ROCKETMQ_TOPIC")
+	delete(m, "ALIBABA_SECRET_KEY")
+	m["SYNCBRIDGE_BATCH_SIZE"] = "17"
+	m["SYNCBRIDGE_POLL_WAIT"] = "45s"
+	m["POLARDB_ENDPOINT"] = "no-port"
+	_, err := Load(env(m))
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, name := range []string{"ROCKETMQ_TOPIC", "ALIBABA_SECRET_KEY", "SYNCBRIDGE_BATCH_SIZE", "SYNCBRIDGE_POLL_WAIT", "POLARDB_ENDPOINT"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s: %v", name, err)
+		}
+	}
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	m := valid()
+	m["SYNCBRIDGE_PAYLOAD_KEY"] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+	c, err := Load(env(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{c.String(), c.LogValue().String()} {
+		for _, secret := range []string{"s3cret-value", "db-pa55word", m["SYNCBRIDGE_PAYLOAD_KEY"]} {
+			if strings.Contains(s, secret) {
+				t.Fatalf("secret leaked into %q", s)
+			}
+		}
+	}
+	// A bad DSN must not be echoed either.
+	m2 := valid()
+	m2["POLARDB_DSN"] = "user:hunter2@@bad"
+	_, err = Load(env(m2))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("bad DSN: err=%v", err)
+	}
+}
+
+func TestSecretFromFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "secret")
+	if err := os.WriteFile(f, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := valid()
+	delete(m, "ALIBABA_SECRET_KEY")
+	m["ALIBABA_SECRET_KEY_FILE"] = f
+	c, err := Load(env(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MQ.SecretKey != "from-file" {
+		t.Fatalf("secret from file: %q", c.MQ.SecretKey)
+	}
+	m["ALIBABA_SECRET_KEY"] = "also-direct"
+	if _, err := Load(env(m)); err == nil || !strings.Contains(err.Error(), "both set") {
+		t.Fatalf("both direct and file must be refused: %v", err)
+	}
+}
+
+func TestDSNOverridesParts(t *testing.T) {
+	m := valid()
+	delete(m, "POLARDB_ENDPOINT")
+	delete(m, "POLARDB_USER")
+	m["POLARDB_DSN"] = "u:p@tcp(10.0.0.1:3306)/records?parseTime=true"
+	c, err := Load(env(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DB.DSN != m["POLARDB_DSN"] || RedactDSN(c.DB.DSN) != "u@tcp(10.0.0.1:3306)/records" {
+		t.Fatalf("DSN: %s", RedactDSN(c.DB.DSN))
+	}
+}
+
+func TestPayloadKeyValidated(t *testing.T) {
+	m := valid()
+	m["SYNCBRIDGE_PAYLOAD_KEY"] = "c2hvcnQ="
+	if _, err := Load(env(m)); err == nil || !strings.Contains(err.Error(), "SYNCBRIDGE_PAYLOAD_KEY") {
+		t.Fatalf("short key: %v", err)
+	}
+}
+
+func TestEveryVarDocumented(t *testing.T) {
+	seen := map[string]bool{}
+	for _, v := range Vars {
+		if v.Doc == "" || seen[v.Name] {
+			t.Fatalf("variable %s undocumented or listed twice", v.Name)
+		}
+		seen[v.Name] = true
+	}
+	// Loading with every default exercises defaultOf for each name read;
+	// an undocumented name would panic here.
+	if _, err := Load(env(valid())); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,135 @@
+// Package contract holds the names and payload types shared by the poller,
+// the record workflow, its activities and the operator tooling. Keeping them
+// in one leaf package lets activities start workflows by name without an
+// import cycle, and makes any change to what is persisted in workflow
+// history visible in one place (history is replayed, so these types are a
+// compatibility surface: add fields, never rename or retype them).
+package contract
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	// DefaultTaskQueue is where record and poller workflows and all their
+	// activities run.
+	DefaultTaskQueue = "syncbridge"
+
+	// RecordWorkflowName and PollerWorkflowName are the registered workflow
+	// type names. They are fixed strings rather than function names so a
+	// refactor cannot silently orphan running executions.
+	RecordWorkflowName = "RecordWorkflow"
+	PollerWorkflowName = "PollerWorkflow"
+
+	// SignalDelivery carries a (re)delivery of a message to the record
+	// workflow that owns its key.
+	SignalDelivery = "delivery"
+	// SignalStopPoller asks a poller workflow to finish its current batch
+	// and complete instead of continuing as new.
+	SignalStopPoller = "stop"
+
+	// ErrTypeBadInput marks errors that can never succeed on retry. Such a
+	// message is quarantined, never retried.
+	ErrTypeBadInput = "BadInput"
+)
+
+// Outcome is the terminal state of one message.
+type Outcome string
+
+const (
+	OutcomeInserted    Outcome = "inserted"
+	OutcomeDuplicate   Outcome = "duplicate"
+	OutcomeConflict    Outcome = "conflict"
+	OutcomeQuarantined Outcome = "quarantined"
+)
+
+// Severity orders outcomes so a workflow that handled several messages for
+// one key reports the one an operator most needs to see.
+func (o Outcome) Severity() int {
+	switch o {
+	case OutcomeQuarantined:
+		return 4
+	case OutcomeConflict:
+		return 3
+	case OutcomeInserted:
+		return 2
+	case OutcomeDuplicate:
+		return 1
+	}
+	return 0
+}
+
+// Delivery is one delivery of a message as the poller received it. Body is
+// the raw message body; it holds patient data, which is why worker payloads
+// can be encrypted (see internal/codec).
+type Delivery struct {
+	MessageID     string
+	ReceiptHandle string
+	Tag           string
+	Body          []byte
+	ConsumedTimes int64
+	// NextConsumeTime (ms epoch) is when the handle stops being valid.
+	NextConsumeTime int64
+}
+
+// RecordInput starts a record workflow. Deliveries normally arrive by
+// signal-with-start; Initial lets reconciliation re-drive a record from its
+// recorded input without a live receipt handle.
+type RecordInput struct {
+	Key     string
+	Topic   string
+	Group   string
+	Initial []Delivery
+}
+
+// MessageResult is what happened to one distinct message of a key.
+type MessageResult struct {
+	MessageID string
+	Outcome   Outcome
+	// Reason is the quarantine reason code, if quarantined.
+	Reason string `json:",omitempty"`
+}
+
+// RecordResult is the record workflow's result, shown in the Web UI.
+type RecordResult struct {
+	Key      string
+	Outcome  Outcome
+	Messages []MessageResult
+	// Acked counts receipt handles acknowledged; AckExpired those the
+	// broker no longer knew (already redelivered or expired).
+	Acked      int
+	AckExpired int
+}
+
+// PollerInput configures one poller workflow.
+type PollerInput struct {
+	Topic string
+	Group string
+	Index int
+	// RunsBeforeContinue bounds history: after this many poll activity
+	// runs the workflow continues as new. Zero means 50.
+	RunsBeforeContinue int
+	// PollRunFor is how long one poll activity runs before returning
+	// control to the workflow. Zero means 5 minutes.
+	PollRunFor time.Duration
+}
+
+// PollerWorkflowID is stable per (topic, group, index) so that every worker
+// in a fleet converges on the same set of pollers instead of each adding
+// its own.
+func PollerWorkflowID(topic, group string, index int) string {
+	return "poller-" + topic + "-" + group + "-" + strconv.Itoa(index)
+}
+
+// RecordWorkflowID maps a message key to its workflow ID. The key is a
+// device-local record ID, never patient data.
+func RecordWorkflowID(prefix, key string) string {
+	return prefix + key
+}
+
+// KeyFromWorkflowID reverses RecordWorkflowID.
+func KeyFromWorkflowID(prefix, id string) string {
+	return strings.TrimPrefix(id, prefix)
+}

@@ -1,0 +1,117 @@
+// Package metrics builds the tally scope shared by the Temporal SDK and the
+// pipeline, reported as Prometheus text on /metrics, and names the
+// pipeline's own metrics in one place.
+//
+// Label values are pipeline states and reason codes only, never message
+// keys or patient fields: keys are unbounded (cardinality) and patient data
+// must not leave the database.
+package metrics
+
+import (
+	"io"
+	"net/http"
+	"time"
+
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/uber-go/tally/v4"
+	tallyprom "github.com/uber-go/tally/v4/prometheus"
+	sdktally "go.temporal.io/sdk/contrib/tally"
+)
+
+// Registry owns the root scope and its HTTP handler.
+type Registry struct {
+	// Root is for the Temporal SDK (client.Options.MetricsHandler).
+	Root tally.Scope
+	// Pipeline is the syncbridge_* namespace.
+	Pipeline *Pipeline
+	handler  http.Handler
+	closer   io.Closer
+}
+
+// New creates a registry with its own Prometheus registry, so several
+// workers in one process (tests) do not collide on the global one.
+func New() *Registry {
+	reg := prom.NewRegistry()
+	reporter := tallyprom.NewReporter(tallyprom.Options{
+		Registerer:       reg,
+		DefaultTimerType: tallyprom.HistogramTimerType,
+	})
+	root, closer := tally.NewRootScope(tally.ScopeOptions{
+		CachedReporter:  reporter,
+		Separator:       tallyprom.DefaultSeparator,
+		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+	}, time.Second)
+	root = sdktally.NewPrometheusNamingScope(root)
+	return &Registry{
+		Root:     root,
+		Pipeline: NewPipeline(root.SubScope("syncbridge")),
+		handler:  reporter.HTTPHandler(),
+		closer:   closer,
+	}
+}
+
+// Handler serves Prometheus text.
+func (r *Registry) Handler() http.Handler { return r.handler }
+
+// Close flushes and stops reporting.
+func (r *Registry) Close() error { return r.closer.Close() }
+
+// Pipeline holds the pipeline's metrics. A nil *Pipeline is not valid; use
+// NewPipeline(tally.NoopScope) in tests that do not look at metrics.
+type Pipeline struct {
+	scope tally.Scope
+
+	MessagesPolled   tally.Counter
+	PollErrors       tally.Counter
+	PollThrottled    tally.Counter
+	WorkflowsStarted tally.Counter
+	// Redeliveries handed to a running workflow by signal.
+	SignalledRunning tally.Counter
+	// DuplicatesByWorkflowID: the key's workflow had already completed.
+	DuplicatesByWorkflowID tally.Counter
+	InFlight               tally.Gauge
+	InsertLatency          tally.Timer
+	AckLatency             tally.Timer
+	AckedHandles           tally.Counter
+	// ExpiredHandles: refused by the broker at ack time (expired or
+	// superseded). The record is committed regardless.
+	ExpiredHandles tally.Counter
+}
+
+// NewPipeline names every pipeline metric under scope.
+func NewPipeline(scope tally.Scope) *Pipeline {
+	return &Pipeline{
+		scope:                  scope,
+		MessagesPolled:         scope.Counter("messages_polled"),
+		PollErrors:             scope.Counter("poll_errors"),
+		PollThrottled:          scope.Counter("poll_throttled"),
+		WorkflowsStarted:       scope.Counter("workflows_started"),
+		SignalledRunning:       scope.Counter("redeliveries_signalled"),
+		DuplicatesByWorkflowID: scope.Tagged(map[string]string{"by": "workflow_id"}).Counter("duplicates"),
+		InFlight:               scope.Gauge("inflight_records"),
+		InsertLatency:          scope.Timer("insert_latency"),
+		AckLatency:             scope.Timer("ack_latency"),
+		AckedHandles:           scope.Counter("acked_handles"),
+		ExpiredHandles:         scope.Counter("expired_handles"),
+	}
+}
+
+// Outcome counts a record outcome decided by the database (inserted,
+// duplicate, conflict) or by validation (quarantined).
+func (p *Pipeline) Outcome(outcome string) {
+	p.scope.Tagged(map[string]string{"outcome": outcome}).Counter("records").Inc(1)
+	if outcome == "duplicate" {
+		p.scope.Tagged(map[string]string{"by": "db"}).Counter("duplicates").Inc(1)
+	}
+}
+
+// Quarantined counts a quarantined message by reason code.
+func (p *Pipeline) Quarantined(reason string) {
+	p.scope.Tagged(map[string]string{"reason": reason}).Counter("quarantined").Inc(1)
+}
+
+// AckFailure counts a failed AckMessage call by reason (e.g. "error",
+// "timeout").
+func (p *Pipeline) AckFailure(reason string) {
+	p.scope.Tagged(map[string]string{"reason": reason}).Counter("ack_failures").Inc(1)
+}

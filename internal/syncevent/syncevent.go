@@ -1,0 +1,208 @@
+// Package syncevent defines the message an edge device publishes when it
+// syncs a buffered patient record, and turns a raw RocketMQ message into a
+// validated Event.
+//
+// Everything that can make a message impossible to store is checked here,
+// before any database work, so a poison message is quarantined at once
+// instead of failing the insert over and over. The limits below mirror the
+// columns of the store schema.
+//
+// Errors never contain patient values: they name the field and the problem
+// ("patientData.patientId: missing"), because they end up in logs, workflow
+// histories and the quarantine table.
+package syncevent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Tag is the RocketMQ tag of sync events.
+const Tag = "SyncEvent"
+
+// Limits, matching the store schema (patient_records).
+const (
+	// MaxKeyChars is the longest MessageKey, in characters (local_record_id varchar(128)).
+	MaxKeyChars = 128
+	// MaxMessageIDChars is the longest RocketMQ message ID, in characters (message_id varchar(64)).
+	MaxMessageIDChars = 64
+	// MaxPatientIDChars is the longest patientId, in characters (patient_id varchar(64)).
+	MaxPatientIDChars = 64
+	// MaxNotesBytes is the longest notes value, in UTF-8 bytes (notes TEXT).
+	MaxNotesBytes = 65535
+	// MaxBodyBytes is the largest accepted body. RocketMQ itself caps
+	// messages at 4 MiB; the payload column (MEDIUMBLOB) holds 16 MiB.
+	MaxBodyBytes = 4 << 20
+	// maxDepth bounds JSON nesting so a hostile body cannot exhaust the stack.
+	maxDepth = 64
+)
+
+// Reasons carried by InvalidError. They are stable, machine-friendly codes:
+// the quarantine table and metrics use them as-is.
+const (
+	ReasonMissingKey       = "missing_key"        // MessageKey empty or blank
+	ReasonBadKey           = "bad_key"            // MessageKey has control characters or surrounding spaces
+	ReasonBadJSON          = "bad_json"           // body is not one JSON object, or has duplicate or too deeply nested fields
+	ReasonMissingPatientID = "missing_patient_id" // patientData or patientData.patientId absent, null or blank
+	ReasonBadField         = "bad_field"          // a known field has the wrong type or characters
+	ReasonBadTimestamp     = "bad_timestamp"      // deviceTimestamp absent, of the wrong type, unparseable or out of range
+	ReasonInvalidUTF8      = "invalid_utf8"       // key, message ID or body is not valid UTF-8
+	ReasonFieldTooLong     = "field_too_long"     // a value exceeds its column
+)
+
+// Event is a validated sync event, ready to be stored.
+type Event struct {
+	Key        string    // MessageKey = device-local record ID
+	MessageID  string    // RocketMQ message ID (may be empty)
+	PatientID  string    // patientData.patientId; a JSON number is kept as its decimal text
+	Notes      string    // patientData.notes; empty when absent or null
+	DeviceTime time.Time // deviceTimestamp, UTC, truncated to milliseconds
+	Payload    []byte    // canonical JSON of the whole body: sorted keys, no insignificant whitespace
+	Hash       string    // hex SHA-256 of Payload
+}
+
+// InvalidError is bad input that can never succeed: quarantine, don't retry.
+type InvalidError struct {
+	Reason string // one of the Reason* codes
+	Detail string // human detail naming the field, never a patient value
+}
+
+func (e *InvalidError) Error() string {
+	if e.Detail == "" {
+		return "invalid sync event: " + e.Reason
+	}
+	return "invalid sync event: " + e.Reason + ": " + e.Detail
+}
+
+func invalid(reason, format string, args ...any) *InvalidError {
+	return &InvalidError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Parse validates a raw message and builds its Event. Any error it returns
+// is an *InvalidError: the message will fail the same way on every
+// redelivery.
+func Parse(key, messageID string, body []byte) (Event, error) {
+	if err := checkKey(key); err != nil {
+		return Event{}, err
+	}
+	if !utf8.ValidString(messageID) {
+		return Event{}, invalid(ReasonInvalidUTF8, "messageId: not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(messageID); n > MaxMessageIDChars {
+		return Event{}, invalid(ReasonFieldTooLong, "messageId: %d characters, max %d", n, MaxMessageIDChars)
+	}
+	if len(body) > MaxBodyBytes {
+		return Event{}, invalid(ReasonFieldTooLong, "body: %d bytes, max %d", len(body), MaxBodyBytes)
+	}
+	// Checked before decoding because encoding/json silently replaces
+	// invalid bytes with U+FFFD, which would store altered data.
+	if !utf8.Valid(body) {
+		return Event{}, invalid(ReasonInvalidUTF8, "body: not valid UTF-8")
+	}
+	root, err := decode(body)
+	if err != nil {
+		return Event{}, err
+	}
+	if root.kind != kindObject {
+		return Event{}, invalid(ReasonBadJSON, "body: not a JSON object")
+	}
+
+	ev := Event{Key: key, MessageID: messageID}
+	if ev.PatientID, ev.Notes, err = patientFields(root); err != nil {
+		return Event{}, err
+	}
+	if ev.DeviceTime, err = deviceTime(root.member("deviceTimestamp")); err != nil {
+		return Event{}, err
+	}
+	ev.Payload = root.appendCanonical(make([]byte, 0, len(body)))
+	sum := sha256.Sum256(ev.Payload)
+	ev.Hash = hex.EncodeToString(sum[:])
+	return ev, nil
+}
+
+func checkKey(key string) error {
+	if strings.TrimSpace(key) == "" {
+		return invalid(ReasonMissingKey, "key: missing")
+	}
+	if !utf8.ValidString(key) {
+		return invalid(ReasonInvalidUTF8, "key: not valid UTF-8")
+	}
+	if n := utf8.RuneCountInString(key); n > MaxKeyChars {
+		return invalid(ReasonFieldTooLong, "key: %d characters, max %d", n, MaxKeyChars)
+	}
+	// The key is a unique index and a Temporal workflow ID. MySQL's PAD SPACE
+	// collations treat "a" and "a " as the same key, so a key that differs
+	// only in surrounding blanks would collide with another record.
+	if key != strings.TrimSpace(key) {
+		return invalid(ReasonBadKey, "key: leading or trailing whitespace")
+	}
+	if strings.ContainsFunc(key, unicode.IsControl) {
+		return invalid(ReasonBadKey, "key: control character")
+	}
+	return nil
+}
+
+func patientFields(root *node) (patientID, notes string, err error) {
+	pd := root.member("patientData")
+	if pd == nil || pd.kind == kindNull {
+		return "", "", invalid(ReasonMissingPatientID, "patientData: missing")
+	}
+	if pd.kind != kindObject {
+		return "", "", invalid(ReasonBadField, "patientData: not an object")
+	}
+
+	id := pd.member("patientId")
+	switch {
+	case id == nil || id.kind == kindNull:
+		return "", "", invalid(ReasonMissingPatientID, "patientData.patientId: missing")
+	case id.kind == kindString:
+		if strings.TrimSpace(id.text) == "" {
+			return "", "", invalid(ReasonMissingPatientID, "patientData.patientId: empty")
+		}
+		if strings.ContainsFunc(id.text, unicode.IsControl) {
+			return "", "", invalid(ReasonBadField, "patientData.patientId: control character")
+		}
+	case id.kind == kindNumber:
+		// Some devices send numeric MRNs. Only integers make sense as an
+		// identifier; "1.5e3" is a producer bug, not an ID.
+		if !isInteger(id.text) {
+			return "", "", invalid(ReasonBadField, "patientData.patientId: number is not an integer")
+		}
+	default:
+		return "", "", invalid(ReasonBadField, "patientData.patientId: not a string or number")
+	}
+	if n := utf8.RuneCountInString(id.text); n > MaxPatientIDChars {
+		return "", "", invalid(ReasonFieldTooLong, "patientData.patientId: %d characters, max %d", n, MaxPatientIDChars)
+	}
+
+	switch n := pd.member("notes"); {
+	case n == nil || n.kind == kindNull:
+	case n.kind == kindString:
+		if len(n.text) > MaxNotesBytes {
+			return "", "", invalid(ReasonFieldTooLong, "patientData.notes: %d bytes, max %d", len(n.text), MaxNotesBytes)
+		}
+		notes = n.text
+	default:
+		return "", "", invalid(ReasonBadField, "patientData.notes: not a string")
+	}
+	return id.text, notes, nil
+}
+
+// isInteger reports whether s is an optionally negative run of ASCII digits.
+func isInteger(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Makes sure what the tests need is on this machine and running:
+# MariaDB on 127.0.0.1:3306 (root, empty password) and Debian's Chromium for
+# the Web UI check. Idempotent; needs root (or sudo) only to install/start.
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+mariadb_up() { mariadb -h127.0.0.1 -P3306 -uroot -e 'SELECT 1' >/dev/null 2>&1; }
+
+if ! mariadb_up; then
+  if [ ! -x /usr/sbin/mariadbd ]; then
+    echo "ensure-services: installing MariaDB"
+    apt_install mariadb-server
+  fi
+  echo "ensure-services: starting MariaDB"
+  as_root mkdir -p /run/mysqld
+  as_root chown mysql:mysql /run/mysqld 2>/dev/null || true
+  as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  for _ in $(seq 1 60); do mariadb_up && break; sleep 1; done
+  if ! mariadb_up; then
+    # A fresh install may allow root only over the unix socket.
+    as_root mariadb -uroot -e "ALTER USER 'root'@'localhost' IDENTIFIED VIA mysql_native_password USING PASSWORD(''); FLUSH PRIVILEGES;" 2>/dev/null || true
+  fi
+  mariadb_up || { echo "ensure-services: MariaDB is not reachable on 127.0.0.1:3306 as root" >&2; exit 1; }
+fi
+echo "ensure-services: MariaDB ok ($(mariadb -h127.0.0.1 -uroot -N -e 'SELECT VERSION()'))"
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "ensure-services: installing Chromium (for the Web UI check)"
+  apt_install chromium || echo "ensure-services: Chromium could not be installed; the UI check will say so" >&2
+fi
