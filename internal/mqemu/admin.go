@@ -1,0 +1,96 @@
+package mqemu
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+)
+
+// serveAdmin answers the JSON introspection endpoints. They carry no
+// authentication: the emulator is a loopback test and dev tool.
+//
+//	GET /_emulator/stats                    {"topics":[TopicStats], "groups":[GroupStats]}
+//	GET /_emulator/stats?topic=T            the same, restricted to topic T
+//	GET /_emulator/stats?topic=T&group=G    one GroupStats (also for a group that never consumed)
+//	GET /_emulator/deadletters?topic=T&group=G   [DeadLetter]
+//	GET /_emulator/faults                   {"faults":"dup=0.1,..."}
+//	PUT /_emulator/faults  body "dup=0.1"   sets the faults (ParseFaults syntax)
+func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	q := r.URL.Query()
+	switch r.URL.Path {
+	case "/_emulator/stats":
+		if r.Method != http.MethodGet {
+			break
+		}
+		topic, group := q.Get("topic"), q.Get("group")
+		if topic != "" && group != "" {
+			writeJSON(w, http.StatusOK, e.Stats(topic, group))
+			return
+		}
+		out := struct {
+			Topics []TopicStats `json:"topics"`
+			Groups []GroupStats `json:"groups"`
+		}{Topics: []TopicStats{}, Groups: []GroupStats{}}
+		for _, t := range e.Topics() {
+			if topic == "" || t.Topic == topic {
+				out.Topics = append(out.Topics, t)
+			}
+		}
+		for _, g := range e.AllStats() {
+			if topic == "" || g.Topic == topic {
+				out.Groups = append(out.Groups, g)
+			}
+		}
+		writeJSON(w, http.StatusOK, out)
+		return
+	case "/_emulator/deadletters":
+		if r.Method != http.MethodGet {
+			break
+		}
+		topic, group := q.Get("topic"), q.Get("group")
+		if topic == "" || group == "" {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "topic and group query parameters are required"})
+			return
+		}
+		dls := e.DeadLetters(topic, group)
+		if dls == nil {
+			dls = []DeadLetter{}
+		}
+		writeJSON(w, http.StatusOK, dls)
+		return
+	case "/_emulator/faults":
+		switch r.Method {
+		case http.MethodGet:
+			writeJSON(w, http.StatusOK, map[string]string{"faults": e.Faults().String()})
+			return
+		case http.MethodPut, http.MethodPost:
+			spec, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<10))
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "fault spec unreadable or over 4 KB"})
+				return
+			}
+			f, err := ParseFaults(string(spec))
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+				return
+			}
+			e.SetFaults(f)
+			writeJSON(w, http.StatusOK, map[string]string{"faults": f.String()})
+			return
+		}
+	default:
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown endpoint; see /_emulator/stats, /_emulator/deadletters, /_emulator/faults"})
+		return
+	}
+	writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "method not allowed"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.MarshalIndent(v, "", "  ")
+	if err != nil { // only plain structs are encoded here
+		status, body = http.StatusInternalServerError, []byte(`{"error":"encoding failed"}`)
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
