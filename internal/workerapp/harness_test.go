@@ -1,0 +1,322 @@
+package workerapp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/syncbridge/syncbridge/internal/config"
+	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/mqclient"
+	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// pipe is one test's pipeline: the shared Temporal server, a fresh
+// database, its own emulator topic and task queue, and workers run through
+// the production Run.
+type pipe struct {
+	t      testing.TB
+	env    *testenv.Env
+	vars   map[string]string
+	prefix string
+}
+
+func newPipe(t testing.TB, mq mqemu.Config, vars map[string]string) *pipe {
+	t.Helper()
+	env := testenv.New(t, testenv.Options{MQ: mq})
+	// Topic and workflow ID prefix unique per test: the Temporal server is
+	// shared by the package, and poller IDs derive from topic and group.
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	env.Topic = "sync-" + hex.EncodeToString(b)
+	env.MQ.CreateTopic(env.Topic)
+	p := &pipe{t: t, env: env, prefix: env.TaskQueue + "/"}
+	p.vars = map[string]string{
+		"ROCKETMQ_ENDPOINT":             env.MQURL,
+		"ALIBABA_ACCESS_KEY":            env.AccessKey,
+		"ALIBABA_SECRET_KEY":            env.SecretKey,
+		"ROCKETMQ_INSTANCE_ID":          env.InstanceID,
+		"ROCKETMQ_TOPIC":                env.Topic,
+		"ROCKETMQ_GROUP_ID":             env.Group,
+		"POLARDB_DSN":                   env.DSN,
+		"TEMPORAL_ADDRESS":              env.TemporalAddr,
+		"TEMPORAL_NAMESPACE":            env.Namespace,
+		"SYNCBRIDGE_TASK_QUEUE":         env.TaskQueue,
+		"SYNCBRIDGE_WORKFLOW_ID_PREFIX": p.prefix,
+		"SYNCBRIDGE_POLL_WAIT":          "2s",
+		"SYNCBRIDGE_METRICS_ADDR":       "127.0.0.1:0",
+		"SYNCBRIDGE_ACK_FLUSH":          "20ms",
+	}
+	for k, v := range vars {
+		p.vars[k] = v
+	}
+	t.Cleanup(p.stopPollers)
+	return p
+}
+
+func (p *pipe) config() config.Config {
+	p.t.Helper()
+	cfg, err := config.Load(func(k string) string { return p.vars[k] })
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return cfg
+}
+
+// running is a worker started by pipe.worker.
+type running struct {
+	metricsAddr string
+	// stop cancels Run's context and returns Run's error.
+	stop func() error
+}
+
+// worker runs workerapp.Run until stop is called.
+func (p *pipe) worker(o Options) *running {
+	p.t.Helper()
+	cfg := p.config()
+	if o.Logger == nil {
+		o.Logger = p.env.Logger
+	}
+	if o.PollRunFor == 0 {
+		o.PollRunFor = 20 * time.Second
+	}
+	ready := make(chan string, 1)
+	o.Ready = func(addr string) { ready <- addr }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, o) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		p.t.Fatalf("worker exited at start: %v", err)
+	case <-time.After(60 * time.Second):
+		cancel()
+		p.t.Fatal("worker not ready after 60s")
+	}
+	var stopped bool
+	var runErr error
+	stop := func() error {
+		if !stopped {
+			stopped = true
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(StopTimeout + 30*time.Second):
+				runErr = errors.New("worker did not stop")
+			}
+		}
+		return runErr
+	}
+	p.t.Cleanup(func() { _ = stop() })
+	return &running{metricsAddr: addr, stop: stop}
+}
+
+// stopPollers ends this test's poller workflows so they do not outlive it
+// on the shared server.
+func (p *pipe) stopPollers() {
+	cfg := p.config()
+	for i := 0; i < 8; i++ {
+		_ = p.env.Client.TerminateWorkflow(context.Background(), contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, i), "", "test over")
+	}
+}
+
+func (p *pipe) publish(msgs []syncevent.OutMessage) []string {
+	p.t.Helper()
+	prod := mqclient.NewProducer(mqclient.Endpoint{URL: p.env.MQURL, AccessKey: p.env.AccessKey, SecretKey: p.env.SecretKey, InstanceID: p.env.InstanceID}, p.env.Topic)
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		id, err := prod.Publish(context.Background(), m.Key, m.Tag, m.Body)
+		if err != nil {
+			p.t.Fatalf("publish %d: %v", i, err)
+		}
+		ids[i] = id
+	}
+	return ids
+}
+
+// count runs a visibility count over this test's record workflows.
+func (p *pipe) count(extra string) int64 {
+	p.t.Helper()
+	q := fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s'", contract.RecordWorkflowName, p.env.TaskQueue)
+	if extra != "" {
+		q += " AND " + extra
+	}
+	resp, err := p.env.Client.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+	if err != nil {
+		p.t.Fatalf("count %q: %v", q, err)
+	}
+	return resp.GetCount()
+}
+
+// waitDrained waits until the broker holds nothing unacked for the group
+// and no record workflow is running, then checks nothing was dead-lettered
+// and no workflow failed.
+func (p *pipe) waitDrained(published int, timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var st mqemu.GroupStats
+	for {
+		st = p.env.MQ.Stats(p.env.Topic, p.env.Group)
+		if st.Published == published && st.Ready == 0 && st.InFlight == 0 && st.DeadLettered == 0 &&
+			p.count("ExecutionStatus = 'Running'") == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("not drained after %s: emulator %+v, running records %d", timeout, st, p.count("ExecutionStatus = 'Running'"))
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if n := p.count("ExecutionStatus != 'Completed'"); n != 0 {
+		p.t.Fatalf("%d record workflows did not complete", n)
+	}
+	p.t.Logf("drained: %+v, record workflows %d", st, p.count(""))
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// generate is syncevent.Generate without invalid UTF-8 bodies, which
+// cannot cross the HTTP API: the SDK's XML encoding replaces the bad bytes
+// before the message leaves the producer (and the broker rejects raw
+// invalid UTF-8 as malformed XML), so the pipeline receives a valid,
+// different body. Their quarantine path is proven at the activity level
+// (activities.TestInsertActivityRejectsInvalidUTF8).
+func generate(o syncevent.GenOptions) []syncevent.OutMessage {
+	var out []syncevent.OutMessage
+	for _, m := range syncevent.Generate(o) {
+		if m.Kind != syncevent.KindBadPrefix+syncevent.ReasonInvalidUTF8 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// expectation is what the database must hold after a drain: for each key
+// the set of distinct payload hashes (one is the row, the rest conflicts),
+// and for each bad message its quarantine reason.
+type expectation struct {
+	hashes     map[string]map[string]bool
+	quarantine map[string]string // message ID -> reason
+}
+
+func expect(t *testing.T, msgs []syncevent.OutMessage, ids []string) expectation {
+	e := expectation{hashes: map[string]map[string]bool{}, quarantine: map[string]string{}}
+	for i, m := range msgs {
+		ev, err := syncevent.Parse(m.Key, ids[i], m.Body)
+		if strings.HasPrefix(m.Kind, syncevent.KindBadPrefix) {
+			if err == nil {
+				t.Fatalf("generator's bad message %d parsed", i)
+			}
+			e.quarantine[ids[i]] = strings.TrimPrefix(m.Kind, syncevent.KindBadPrefix)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("generator's good message %d: %v", i, err)
+		}
+		if e.hashes[m.Key] == nil {
+			e.hashes[m.Key] = map[string]bool{}
+		}
+		e.hashes[m.Key][ev.Hash] = true
+	}
+	return e
+}
+
+// verify checks: exactly one row per key, every distinct version of a key
+// kept (row or conflict, never both, never missing), every bad message
+// quarantined once with its reason.
+func (p *pipe) verify(e expectation) {
+	p.t.Helper()
+	ctx := context.Background()
+	db := p.env.DB
+	got := map[string]map[string]bool{}
+	add := func(q string) {
+		rows, err := db.QueryContext(ctx, q)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var k, h string
+			if err := rows.Scan(&k, &h); err != nil {
+				p.t.Fatal(err)
+			}
+			if got[k] == nil {
+				got[k] = map[string]bool{}
+			}
+			if got[k][h] {
+				p.t.Fatalf("key %s version %s stored twice", k, h[:8])
+			}
+			got[k][h] = true
+		}
+		if err := rows.Err(); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+	var rowsN, keysN int
+	if err := db.QueryRowContext(ctx, "SELECT COUNT(*), COUNT(DISTINCT local_record_id) FROM patient_records").Scan(&rowsN, &keysN); err != nil {
+		p.t.Fatal(err)
+	}
+	if rowsN != len(e.hashes) || keysN != len(e.hashes) {
+		p.t.Fatalf("patient_records: %d rows over %d keys, want exactly one row for each of %d keys", rowsN, keysN, len(e.hashes))
+	}
+	add("SELECT local_record_id, payload_hash FROM patient_records")
+	add("SELECT local_record_id, payload_hash FROM sync_conflicts")
+	for k, want := range e.hashes {
+		for h := range want {
+			if !got[k][h] {
+				p.t.Fatalf("key %s: version %s lost (neither row nor conflict)", k, h[:8])
+			}
+		}
+		if len(got[k]) != len(want) {
+			p.t.Fatalf("key %s: %d versions stored, %d published", k, len(got[k]), len(want))
+		}
+	}
+	if len(got) != len(e.hashes) {
+		p.t.Fatalf("%d keys stored, %d published", len(got), len(e.hashes))
+	}
+	qrows, err := db.QueryContext(ctx, "SELECT message_id, reason FROM sync_quarantine")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer qrows.Close()
+	gotQ := map[string]string{}
+	for qrows.Next() {
+		var id, reason string
+		if err := qrows.Scan(&id, &reason); err != nil {
+			p.t.Fatal(err)
+		}
+		if _, dup := gotQ[id]; dup {
+			p.t.Fatalf("message %s quarantined twice", id)
+		}
+		gotQ[id] = reason
+	}
+	for id, reason := range e.quarantine {
+		if gotQ[id] != reason {
+			p.t.Fatalf("message %s: quarantine reason %q, want %q", id, gotQ[id], reason)
+		}
+	}
+	if len(gotQ) != len(e.quarantine) {
+		p.t.Fatalf("%d quarantined, want %d", len(gotQ), len(e.quarantine))
+	}
+}

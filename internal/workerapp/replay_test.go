@@ -1,0 +1,48 @@
+package workerapp
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/worker"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// UpdateHistoryEnv, when set to 1, makes replayLive also write the history
+// it replayed to workflows/testdata, refreshing the recorded histories the
+// workflows package replays on every run.
+const UpdateHistoryEnv = "SYNCBRIDGE_UPDATE_HISTORY"
+
+// replayLive fetches a finished workflow's history from the server and
+// replays it against the current workflow code: a non-deterministic change
+// fails here before it can break running workflows.
+func (p *pipe) replayLive(workflowID, saveAs string) {
+	p.t.Helper()
+	it := p.env.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
+	var h historypb.History
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	r := worker.NewWorkflowReplayer()
+	RegisterWorkflows(r)
+	if err := r.ReplayWorkflowHistory(nil, &h); err != nil {
+		p.t.Fatalf("replay of %s (%d events): %v", workflowID, len(h.Events), err)
+	}
+	if os.Getenv(UpdateHistoryEnv) == "1" {
+		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		path := filepath.Join("..", "..", "workflows", "testdata", saveAs)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			p.t.Fatal(err)
+		}
+		p.t.Logf("wrote %s (%d events)", path, len(h.Events))
+	}
+}

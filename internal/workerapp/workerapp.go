@@ -1,0 +1,219 @@
+// Package workerapp wires one syncbridge worker process: database, broker
+// consumer, acker, Temporal client and worker, metrics endpoint and poller
+// workflows. worker/main.go only loads config and calls Run.
+package workerapp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	sdktally "go.temporal.io/sdk/contrib/tally"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/syncbridge/syncbridge/activities"
+	"github.com/syncbridge/syncbridge/internal/acker"
+	"github.com/syncbridge/syncbridge/internal/codec"
+	"github.com/syncbridge/syncbridge/internal/config"
+	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/metrics"
+	"github.com/syncbridge/syncbridge/internal/mqclient"
+	"github.com/syncbridge/syncbridge/internal/store"
+	"github.com/syncbridge/syncbridge/workflows"
+)
+
+// StopTimeout is how long a stopping worker lets in-flight activities
+// finish. It covers a poller finishing its batch in hand (a 30 s long poll
+// plus hand-over) and an insert's start-to-close timeout.
+const StopTimeout = 90 * time.Second
+
+// Options are the process-level collaborators, injectable for tests.
+type Options struct {
+	Logger *slog.Logger
+	// Consumer overrides the SDK consumer (tests inject faults here).
+	Consumer mqclient.Consumer
+	// PollRunFor overrides the poll activity's run length (tests).
+	PollRunFor time.Duration
+	// Ready, if set, is called once the worker is polling, with the
+	// address /metrics is served on ("" when disabled).
+	Ready func(metricsAddr string)
+}
+
+// Register adds the pipeline's workflows and activities to w. Shared with
+// tests so they register exactly what production does.
+func Register(w worker.Registry, a *activities.Activities) {
+	RegisterWorkflows(w)
+	w.RegisterActivity(a)
+}
+
+// RegisterWorkflows registers the workflows under their fixed names (also
+// used by replayers).
+func RegisterWorkflows(w worker.WorkflowRegistry) {
+	w.RegisterWorkflowWithOptions(workflows.RecordWorkflow, workflow.RegisterOptions{Name: contract.RecordWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.PollerWorkflow, workflow.RegisterOptions{Name: contract.PollerWorkflowName})
+}
+
+// clientOptions sets the converter every client of the pipeline must
+// use: encrypted when a payload key is configured.
+func clientOptions(cfg config.Config) (client.Options, error) {
+	var o client.Options
+	if len(cfg.Pipeline.PayloadKey) > 0 {
+		c, err := codec.New(cfg.Pipeline.PayloadKey)
+		if err != nil {
+			return o, err
+		}
+		o.DataConverter = c.DataConverter()
+	}
+	return o, nil
+}
+
+// Dial connects a Temporal client with the pipeline's converter.
+func Dial(ctx context.Context, cfg config.Config, log *slog.Logger, mh client.MetricsHandler) (client.Client, error) {
+	o, err := clientOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	o.HostPort = cfg.Temporal.Address
+	o.Namespace = cfg.Temporal.Namespace
+	o.Logger = sdklog.NewStructuredLogger(log)
+	o.MetricsHandler = mh
+	c, err := client.DialContext(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.Temporal.Address, err)
+	}
+	return c, nil
+}
+
+// Run runs a worker until ctx is cancelled, then stops it gracefully:
+// polling stops, in-flight activities finish (up to StopTimeout), pending
+// acks are flushed. A clean stop returns nil.
+func Run(ctx context.Context, cfg config.Config, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Info("starting worker", "config", cfg)
+
+	reg := metrics.New()
+	defer reg.Close()
+
+	db, err := store.Open(ctx, cfg.DB.DSN, cfg.DB.MaxOpenConns)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", config.RedactDSN(cfg.DB.DSN), err)
+	}
+	defer db.Close()
+	st := store.New(db)
+	if err := st.Migrate(ctx); err != nil {
+		return fmt.Errorf("migrate database: %w", err)
+	}
+
+	tc, err := Dial(ctx, cfg, log, sdktally.NewMetricsHandler(reg.Root))
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+
+	consumer := o.Consumer
+	if consumer == nil {
+		consumer = mqclient.NewConsumer(mqclient.Endpoint{
+			URL: cfg.MQ.Endpoint, AccessKey: cfg.MQ.AccessKey, SecretKey: cfg.MQ.SecretKey, InstanceID: cfg.MQ.InstanceID,
+		}, cfg.MQ.Topic, cfg.MQ.Group, cfg.MQ.Tag)
+	}
+	ack := acker.New(consumer, acker.Options{
+		FlushInterval: cfg.Pipeline.AckFlushInterval,
+		OnBatch: func(n int, took time.Duration, err error) {
+			if err != nil {
+				reg.Pipeline.AckFailure("call_failed")
+			}
+		},
+	})
+	defer ack.Close()
+
+	acts := &activities.Activities{
+		Store:    st,
+		Acker:    ack,
+		Consumer: consumer,
+		Temporal: tc,
+		Metrics:  reg.Pipeline,
+		Settings: activities.Settings{
+			TaskQueue:        cfg.Temporal.TaskQueue,
+			WorkflowIDPrefix: cfg.Pipeline.WorkflowIDPrefix,
+			Topic:            cfg.MQ.Topic,
+			Group:            cfg.MQ.Group,
+			BatchSize:        cfg.Pipeline.BatchSize,
+			PollWait:         cfg.Pipeline.PollWait,
+			MaxInFlight:      cfg.Pipeline.MaxInFlight,
+		},
+	}
+	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
+		WorkerStopTimeout: StopTimeout,
+		// Poll activities hold a slot for minutes; keep room for inserts.
+		MaxConcurrentActivityExecutionSize: 4*cfg.DB.MaxOpenConns + cfg.Pipeline.Pollers + 8,
+	})
+	Register(w, acts)
+
+	metricsAddr := ""
+	if cfg.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listener on %s (SYNCBRIDGE_METRICS_ADDR): %w", cfg.MetricsAddr, err)
+		}
+		metricsAddr = ln.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", reg.Handler())
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", "error", err)
+			}
+		}()
+		defer srv.Close()
+	}
+
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	if cfg.Pipeline.StartPollers {
+		if err := EnsurePollers(ctx, tc, cfg, o.PollRunFor); err != nil {
+			w.Stop()
+			return err
+		}
+	}
+	log.Info("worker running", "taskQueue", cfg.Temporal.TaskQueue, "pollers", cfg.Pipeline.Pollers, "metrics", metricsAddr)
+	if o.Ready != nil {
+		o.Ready(metricsAddr)
+	}
+
+	<-ctx.Done()
+	log.Info("stopping worker: finishing in-flight activities", "timeout", StopTimeout)
+	w.Stop()
+	log.Info("worker stopped")
+	return nil
+}
+
+// EnsurePollers starts the poller workflows that are not running. Every
+// worker of a fleet may call it: the IDs are fixed and a running poller is
+// left alone, so the fleet converges on exactly cfg.Pipeline.Pollers.
+func EnsurePollers(ctx context.Context, tc client.Client, cfg config.Config, runFor time.Duration) error {
+	for i := 0; i < cfg.Pipeline.Pollers; i++ {
+		id := contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, i)
+		_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID:                       id,
+			TaskQueue:                cfg.Temporal.TaskQueue,
+			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		}, contract.PollerWorkflowName, contract.PollerInput{Topic: cfg.MQ.Topic, Group: cfg.MQ.Group, Index: i, PollRunFor: runFor})
+		if err != nil {
+			return fmt.Errorf("start poller %s: %w", id, err)
+		}
+	}
+	return nil
+}
