@@ -127,7 +127,10 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 		// context so a cancelled ctx still releases.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if _, rerr := conn.ExecContext(rctx, "DO RELEASE_LOCK(?)", lock); rerr != nil && err == nil {
+		// SELECT rather than DO: the embedded dev database does not
+		// support DO.
+		var released sql.NullInt64
+		if rerr := conn.QueryRowContext(rctx, "SELECT RELEASE_LOCK(?)", lock).Scan(&released); rerr != nil && err == nil {
 			err = wrap("migrate: release lock", rerr)
 		}
 	}()

@@ -1,0 +1,50 @@
+package devstack
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"go.temporal.io/server/common/log/tag"
+)
+
+func TestServerLoggerFiltersAndForwards(t *testing.T) {
+	var buf bytes.Buffer
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelWarn)
+	l := newServerLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), level)
+	l.Info("chatty start line")
+	l.With(tag.NewStringTag("service", "history")).Warn("shard moved", tag.NewErrorTag("err", errors.New("boom")))
+	level.Set(slog.LevelError)
+	l.Warn("poller cancelled during stop")
+	l.DPanic("dev-only panic")
+	out := buf.String()
+	if strings.Contains(out, "chatty") || strings.Contains(out, "poller cancelled") {
+		t.Errorf("lines below the threshold were forwarded:\n%s", out)
+	}
+	for _, want := range []string{"shard moved", "service=history", "err=boom", "component=temporal", "dev-only panic"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestCatchFatalTurnsServerFatalIntoError(t *testing.T) {
+	l := newServerLogger(nil, slog.LevelWarn)
+	err := catchFatal(func() error {
+		l.Fatal("Failed to start gRPC listener", tag.NewStringTag("address", "127.0.0.1:7234"))
+		return nil
+	})
+	var f serverFatal
+	if !errors.As(err, &f) || !strings.Contains(err.Error(), "gRPC listener") || !strings.Contains(err.Error(), "7234") {
+		t.Fatalf("want the fatal as an error, got %v", err)
+	}
+	defer func() {
+		if r := recover(); r != "unrelated" {
+			t.Fatalf("an unrelated panic must pass through, got %v", r)
+		}
+	}()
+	_ = catchFatal(func() error { panic("unrelated") })
+}

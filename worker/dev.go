@@ -1,0 +1,179 @@
+//go:build !nodev
+
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/syncbridge/syncbridge/internal/config"
+	"github.com/syncbridge/syncbridge/internal/devstack"
+	"github.com/syncbridge/syncbridge/internal/mqclient"
+	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/searchattr"
+	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/workerapp"
+)
+
+// devFlags configure `worker -dev`. Every address is fixed by default so a
+// second terminal can rely on it, and overridable when a port is taken.
+type devFlags struct {
+	enabled      bool
+	db           string
+	seed         int
+	seedRNG      int64
+	faults       string
+	invisible    time.Duration
+	temporalAddr string
+	uiAddr       string
+	mqAddr       string
+	mysqlAddr    string
+}
+
+func (d *devFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&d.db, "dev-db", "", "SQLite file for the embedded Temporal server (and PATH.mq.json for the emulator's backlog); empty = in memory")
+	fs.IntVar(&d.seed, "dev-seed", 24, "demo sync events to publish at start (some republished, some malformed); 0 = none")
+	fs.Int64Var(&d.seedRNG, "dev-seed-rng", 0, "random seed for the demo batch; 0 = a new batch each start")
+	fs.StringVar(&d.faults, "mq-faults", "", `emulator fault injection, e.g. "dup=0.1,expire=0.05,error=0.01,latency=20ms"`)
+	fs.DurationVar(&d.invisible, "mq-invisible", time.Minute, "emulator invisibility time before an unacked message is redelivered (the cloud uses 5m)")
+	fs.StringVar(&d.temporalAddr, "dev-temporal-addr", "127.0.0.1:7233", "embedded Temporal frontend (gRPC) address")
+	fs.StringVar(&d.uiAddr, "dev-ui-addr", "127.0.0.1:8233", "Temporal Web UI address")
+	fs.StringVar(&d.mqAddr, "dev-mq-addr", "127.0.0.1:9876", "RocketMQ HTTP emulator address")
+	fs.StringVar(&d.mysqlAddr, "dev-mysql-addr", "127.0.0.1:3307", "embedded MySQL-compatible database address (used when POLARDB_* is not set)")
+}
+
+// runDev starts the local stack and runs the normal worker against it:
+// only the endpoints differ from production.
+func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.LevelVar) error {
+	faults, err := mqemu.ParseFaults(d.faults)
+	if err != nil {
+		return fmt.Errorf("-mq-faults: %w", err)
+	}
+	mqState := ""
+	if d.db != "" {
+		mqState = d.db + ".mq.json"
+	}
+	// A database given in the environment wins over the embedded one.
+	externalDSN := ""
+	if os.Getenv("POLARDB_DSN") != "" || os.Getenv("POLARDB_DSN_FILE") != "" || os.Getenv("POLARDB_ENDPOINT") != "" {
+		dbOnly, err := config.Load(func(k string) string {
+			switch k {
+			case "ROCKETMQ_ENDPOINT":
+				return "http://placeholder"
+			case "ALIBABA_ACCESS_KEY", "ALIBABA_SECRET_KEY", "ROCKETMQ_TOPIC", "ROCKETMQ_GROUP_ID":
+				return "placeholder"
+			}
+			return os.Getenv(k)
+		})
+		if err != nil {
+			return err
+		}
+		externalDSN = dbOnly.DB.DSN
+	}
+
+	stack, err := devstack.Start(ctx, devstack.Options{
+		Temporal: devstack.TemporalOptions{
+			FrontendAddr:     d.temporalAddr,
+			UIAddr:           d.uiAddr,
+			DBPath:           d.db,
+			Namespace:        "default",
+			SearchAttributes: searchattr.All(),
+			Logger:           log,
+		},
+		MQAddr: d.mqAddr,
+		MQ: mqemu.Config{
+			InvisibleTime: d.invisible,
+			PersistPath:   mqState,
+			Faults:        faults,
+			Seed:          1,
+			Logger:        log,
+		},
+		DSN:    externalDSN,
+		DBAddr: d.mysqlAddr,
+		Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("start dev stack: %w", err)
+	}
+	defer func() {
+		if err := stack.Close(); err != nil {
+			log.Warn("dev stack shutdown", "error", err)
+		}
+	}()
+
+	env := map[string]string{}
+	for _, kv := range stack.Env() {
+		env[kv[0]] = kv[1]
+	}
+	cfg, err := config.Load(func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	})
+	if err != nil {
+		return err
+	}
+	level.Set(cfg.LogLevel)
+	if stack.DB != nil && cfg.DB.MaxOpenConns > 1 {
+		// The embedded engine's in-memory tables lose writes made by
+		// concurrent transactions (seen here: rows reported inserted
+		// and then missing); one connection serialises them. A real
+		// database given by POLARDB_* keeps the configured pool.
+		log.Info("embedded database: pool limited to one connection", "configured", cfg.DB.MaxOpenConns)
+		cfg.DB.MaxOpenConns = 1
+	}
+
+	if d.seed > 0 {
+		rng := d.seedRNG
+		if rng == 0 {
+			rng = time.Now().UnixNano()
+		}
+		if err := publishDemo(ctx, stack, demoBatch(d.seed, rng)); err != nil {
+			return err
+		}
+		log.Info("published demo batch", "messages", d.seed, "seed", rng)
+	}
+
+	return workerapp.Run(ctx, cfg, workerapp.Options{
+		Logger: log,
+		Ready: func(metricsAddr string) {
+			metricsURL := ""
+			if metricsAddr != "" {
+				metricsURL = "http://" + metricsAddr + "/metrics"
+			}
+			fmt.Fprintln(os.Stdout, stack.Banner(metricsURL))
+		},
+	})
+}
+
+// demoBatch is n realistic sync events: a quarter republished (some with
+// a changed payload), about one in twelve malformed.
+func demoBatch(n int, seed int64) []syncevent.OutMessage {
+	return syncevent.Generate(syncevent.GenOptions{
+		Count:        n,
+		DistinctKeys: n * 3 / 4,
+		ChangedRate:  0.3,
+		BadRate:      1.0 / 12,
+		Seed:         seed,
+		KeyPrefix:    "rec-",
+	})
+}
+
+// publishDemo sends the batch through the emulator with the real SDK, as
+// an edge gateway would.
+func publishDemo(ctx context.Context, s *devstack.Stack, msgs []syncevent.OutMessage) error {
+	p := mqclient.NewProducer(mqclient.Endpoint{
+		URL: s.MQServer.URL, AccessKey: s.AccessKey, SecretKey: s.SecretKey, InstanceID: s.InstanceID,
+	}, s.Topic)
+	for _, m := range msgs {
+		if _, err := p.Publish(ctx, m.Key, m.Tag, m.Body); err != nil {
+			return fmt.Errorf("publish demo message: %w", err)
+		}
+	}
+	return nil
+}
