@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is on this machine and running:
-# MariaDB on 127.0.0.1:3306 (root, empty password) and Debian's Chromium for
-# the Web UI check. Idempotent; needs root (or sudo) only to install/start.
+# MariaDB on 127.0.0.1:3306 (root, empty password), Debian's Chromium for
+# the Web UI check and docker-compose to validate docker-compose.yml (no
+# Docker engine is needed for that). Idempotent; needs root (or sudo) only to install/start.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -34,4 +35,9 @@ echo "ensure-services: MariaDB ok ($(mariadb -h127.0.0.1 -uroot -N -e 'SELECT VE
 if ! command -v chromium >/dev/null 2>&1; then
   echo "ensure-services: installing Chromium (for the Web UI check)"
   apt_install chromium || echo "ensure-services: Chromium could not be installed; the UI check will say so" >&2
+fi
+
+if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+  echo "ensure-services: installing docker-compose (to validate docker-compose.yml)"
+  apt_install docker-compose || echo "ensure-services: docker-compose could not be installed; the compose check will say so" >&2
 fi

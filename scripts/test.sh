@@ -16,6 +16,13 @@ scripts/ensure-services.sh
 export UI_CHECK_REQUIRED=1
 export UI_CHECK_SCREENSHOT=${UI_CHECK_SCREENSHOT:-$PWD/ui-check-workflows.png}
 
+echo "== production build leaves the dev stack out (-tags nodev)"
+if go list -deps -tags nodev ./worker | grep -qE '^(go.temporal.io/server|github.com/temporalio/ui-server|github.com/dolthub)'; then
+  echo "FAIL: the nodev worker build still links the embedded Temporal server, Web UI or database" >&2
+  exit 1
+fi
+echo "ok: worker -tags nodev links no embedded server"
+
 echo "== go vet"
 go vet ./...
 echo "== go test (race detector on)"

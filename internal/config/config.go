@@ -29,6 +29,9 @@ type Config struct {
 	Pipeline Pipeline
 	// MetricsAddr is where /metrics (Prometheus text) is served; "" disables it.
 	MetricsAddr string
+	// HealthInterval is how often /readyz's dependency checks run (the
+	// endpoints share the metrics listener). Default 5s.
+	HealthInterval time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level
 }
@@ -58,6 +61,11 @@ type Temporal struct {
 	Address   string
 	Namespace string
 	TaskQueue string
+	// TLS secures the frontend connection (tls.go).
+	TLS TemporalTLS
+	// APIKey is sent as a bearer token on every call (Temporal Cloud API
+	// keys); it turns TLS on unless TEMPORAL_TLS=false.
+	APIKey string // secret
 }
 
 // Pipeline tunes the pace of the drain.
@@ -88,7 +96,7 @@ type Pipeline struct {
 // Var documents one environment variable.
 type Var struct {
 	Name, Default, Doc string
-	Secret            bool
+	Secret             bool
 }
 
 // Vars lists every variable the loader reads, in README order.
@@ -106,8 +114,19 @@ var Vars = []Var{
 	{"POLARDB_PASSWORD", "", "password (or POLARDB_PASSWORD_FILE)", true},
 	{"POLARDB_DATABASE", "syncbridge", "database name", false},
 	{"POLARDB_MAX_CONNS", "10", "connection pool cap per worker", false},
+	// TLS to the database (tls.go).
+	{"POLARDB_TLS", "false", "TLS to the database: false, true (verify), skip-verify or preferred", false},
+	{"POLARDB_TLS_CA", "", "PEM CA bundle to verify the server with (needs POLARDB_TLS=true); empty = system roots", false},
+	{"POLARDB_TLS_SERVER_NAME", "", "name to verify the server certificate against; empty = host of POLARDB_ENDPOINT", false},
 	{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port", false},
 	{"TEMPORAL_NAMESPACE", "default", "Temporal namespace", false},
+	// TLS and authentication to Temporal (tls.go).
+	{"TEMPORAL_TLS", "auto", "TLS to the frontend: auto (on when a TLS file, server name or API key is set), true or false", false},
+	{"TEMPORAL_TLS_CERT", "", "PEM client certificate for mTLS (with TEMPORAL_TLS_KEY)", false},
+	{"TEMPORAL_TLS_KEY", "", "PEM private key of TEMPORAL_TLS_CERT", false},
+	{"TEMPORAL_TLS_CA", "", "PEM CA bundle to verify the frontend with; empty = system roots", false},
+	{"TEMPORAL_TLS_SERVER_NAME", "", "name to verify the frontend certificate against; empty = host of TEMPORAL_ADDRESS", false},
+	{"TEMPORAL_API_KEY", "", "API key sent as a bearer token (or TEMPORAL_API_KEY_FILE)", true},
 	{"SYNCBRIDGE_TASK_QUEUE", "syncbridge", "task queue for workflows and activities", false},
 	{"SYNCBRIDGE_POLLERS", "2", "poller workflows per topic/group", false},
 	{"SYNCBRIDGE_START_POLLERS", "true", "ensure poller workflows exist at worker start", false},
@@ -117,7 +136,8 @@ var Vars = []Var{
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "50ms", "max wait to coalesce acks into one call", false},
 	{"SYNCBRIDGE_PAYLOAD_KEY", "", "base64 32-byte key: encrypt Temporal payloads (or SYNCBRIDGE_PAYLOAD_KEY_FILE)", true},
-	{"SYNCBRIDGE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics listen address; 'off' disables", false},
+	{"SYNCBRIDGE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics, /healthz and /readyz listen address; 'off' disables", false},
+	{"SYNCBRIDGE_HEALTH_INTERVAL", "5s", "how often /readyz re-checks Temporal, the database and the broker (100ms-5m)", false},
 	{"SYNCBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", false},
 }
 
@@ -163,12 +183,15 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		c.DB.DSN = mc.FormatDSN()
 	}
+	c.DB.DSN = l.dbTLS(c.DB.DSN, l.getenv("POLARDB_DSN") != "" || l.getenv("POLARDB_DSN_FILE") != "") // tls.go
 
 	c.Temporal = Temporal{
 		Address:   l.str("TEMPORAL_ADDRESS"),
 		Namespace: l.str("TEMPORAL_NAMESPACE"),
 		TaskQueue: l.str("SYNCBRIDGE_TASK_QUEUE"),
+		APIKey:    l.secret("TEMPORAL_API_KEY", false),
 	}
+	c.Temporal.TLS = l.temporalTLS(c.Temporal.APIKey != "") // tls.go
 
 	c.Pipeline = Pipeline{
 		Pollers:          l.intIn("SYNCBRIDGE_POLLERS", 0, 64),
@@ -191,6 +214,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.MetricsAddr == "off" {
 		c.MetricsAddr = ""
 	}
+	c.HealthInterval = l.durationIn("SYNCBRIDGE_HEALTH_INTERVAL", 100*time.Millisecond, 5*time.Minute)
 	if err := c.LogLevel.UnmarshalText([]byte(l.str("SYNCBRIDGE_LOG_LEVEL"))); err != nil {
 		l.fail("SYNCBRIDGE_LOG_LEVEL", "must be debug, info, warn or error")
 	}

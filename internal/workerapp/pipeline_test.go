@@ -26,14 +26,16 @@ import (
 // the broker holds nothing unacked and no workflow failed.
 func TestDrainWithDuplicateDelivery(t *testing.T) {
 	p := newPipe(t, mqemu.Config{
-		InvisibleTime: 20 * time.Second,
+		// Long enough that redeliveries come only from the injected
+		// duplicates, even under the race detector on a loaded machine.
+		InvisibleTime: 2 * time.Minute,
 		Faults:        mqemu.Faults{DuplicateRate: 0.2},
 		Seed:          7,
 	}, map[string]string{"SYNCBRIDGE_POLLERS": "2"})
 	msgs := generate(syncevent.GenOptions{Count: 1000, DistinctKeys: 800, ChangedRate: 0.25, Seed: 42, KeyPrefix: "drain-"})
 	ids := p.publish(msgs)
 	w := p.worker(Options{})
-	p.waitDrained(len(msgs), 5*time.Minute)
+	p.waitDrained(len(msgs), 10*time.Minute)
 	p.verify(expect(t, msgs, ids))
 
 	st := p.env.MQ.Stats(p.env.Topic, p.env.Group)
@@ -72,7 +74,7 @@ func TestDrainWithDuplicateDelivery(t *testing.T) {
 // Every kind of bad input ends in sync_quarantine with its reason, is
 // acked, and is delivered once: no retry storm.
 func TestPoisonMessagesAreQuarantinedOnce(t *testing.T) {
-	p := newPipe(t, mqemu.Config{InvisibleTime: 10 * time.Second}, nil)
+	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, nil)
 	msgs := generate(syncevent.GenOptions{Count: 28, BadRate: 0.5, Seed: 3, KeyPrefix: "poison-"})
 	reasons := map[string]bool{}
 	for _, m := range msgs {
@@ -112,7 +114,7 @@ func TestPoisonMessagesAreQuarantinedOnce(t *testing.T) {
 // activities showing their last error; when it is back, nothing is lost
 // and nothing doubled.
 func TestDatabaseOutageMidDrain(t *testing.T) {
-	p := newPipe(t, mqemu.Config{InvisibleTime: 30 * time.Second}, nil)
+	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, nil)
 	cfg, err := mysql.ParseDSN(p.env.DSN)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +148,7 @@ func TestDatabaseOutageMidDrain(t *testing.T) {
 	}
 	proxy.Restore()
 
-	p.waitDrained(len(msgs), 5*time.Minute)
+	p.waitDrained(len(msgs), 10*time.Minute)
 	p.verify(expect(t, msgs, ids))
 }
 
@@ -177,7 +179,7 @@ func (p *pipe) stuckInsert() string {
 
 // A worker is stopped mid-drain and a new one takes over.
 func TestWorkerRestartMidDrain(t *testing.T) {
-	p := newPipe(t, mqemu.Config{InvisibleTime: 15 * time.Second}, nil)
+	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, nil)
 	msgs := generate(syncevent.GenOptions{Count: 400, DistinctKeys: 320, ChangedRate: 0.3, Seed: 5, KeyPrefix: "restart-"})
 	ids := p.publish(msgs)
 	first := p.worker(Options{})
@@ -191,7 +193,7 @@ func TestWorkerRestartMidDrain(t *testing.T) {
 	}
 	t.Logf("stopped first worker at %d rows", mid)
 	p.worker(Options{})
-	p.waitDrained(len(msgs), 5*time.Minute)
+	p.waitDrained(len(msgs), 10*time.Minute)
 	p.verify(expect(t, msgs, ids))
 }
 
@@ -264,4 +266,45 @@ func countRows(t *testing.T, db *sql.DB) int {
 		return 0
 	}
 	return n
+}
+
+// Two workers drain one topic together: no double processing, and the
+// work is spread over both.
+func TestTwoWorkersShareTheDrain(t *testing.T) {
+	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute, Faults: mqemu.Faults{DuplicateRate: 0.1}, Seed: 13},
+		map[string]string{"SYNCBRIDGE_POLLERS": "4"})
+	msgs := generate(syncevent.GenOptions{Count: 400, DistinctKeys: 300, ChangedRate: 0.3, BadRate: 0.03, Seed: 21, KeyPrefix: "fleet-"})
+	ids := p.publish(msgs)
+	a := p.worker(Options{})
+	b := p.worker(Options{})
+	p.waitDrained(len(msgs), 10*time.Minute)
+	p.verify(expect(t, msgs, ids))
+	for i, w := range []*running{a, b} {
+		if n := metricSum(t, w.metricsAddr, "syncbridge_records_total"); n == 0 {
+			t.Errorf("worker %d committed no record: work was not spread", i)
+		}
+	}
+}
+
+// metricSum adds up every sample of a metric in a /metrics page.
+func metricSum(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
 }

@@ -85,6 +85,9 @@ func Dial(ctx context.Context, cfg config.Config, log *slog.Logger, mh client.Me
 	o.Namespace = cfg.Temporal.Namespace
 	o.Logger = sdklog.NewStructuredLogger(log)
 	o.MetricsHandler = mh
+	if err := applyTemporalSecurity(&o, cfg.Temporal); err != nil { // tls.go
+		return nil, err
+	}
 	c, err := client.DialContext(ctx, o)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.Temporal.Address, err)
@@ -137,6 +140,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	})
 	defer ack.Close()
 
+	// Readiness checks run in the background; served below (health.go).
+	health := newWorkerHealth(cfg, db, tc, log)
+	stopHealth := health.Start(ctx)
+	defer stopHealth()
+
 	acts := &activities.Activities{
 		Store:    st,
 		Acker:    ack,
@@ -169,6 +177,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		metricsAddr = ln.Addr().String()
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", reg.Handler())
+		health.Register(mux) // /healthz, /readyz
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
