@@ -59,6 +59,9 @@ func Register(w worker.Registry, a *activities.Activities) {
 func RegisterWorkflows(w worker.WorkflowRegistry) {
 	w.RegisterWorkflowWithOptions(workflows.RecordWorkflow, workflow.RegisterOptions{Name: contract.RecordWorkflowName})
 	w.RegisterWorkflowWithOptions(workflows.PollerWorkflow, workflow.RegisterOptions{Name: contract.PollerWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.ReconcileWorkflow, workflow.RegisterOptions{Name: contract.ReconcileWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.ReplayQuarantineWorkflow, workflow.RegisterOptions{Name: contract.ReplayQuarantineWorkflowName})
+	w.RegisterWorkflowWithOptions(workflows.ResolveConflictWorkflow, workflow.RegisterOptions{Name: contract.ResolveConflictWorkflowName})
 }
 
 // clientOptions sets the converter every client of the pipeline must
@@ -163,6 +166,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
 		WorkerStopTimeout: StopTimeout,
+		// The poll activity learns of a stop (cancellation) only through a
+		// heartbeat response; the default throttle (0.8 x its 75 s
+		// heartbeat timeout) would delay `starter pollers stop` by up to a
+		// minute.
+		MaxHeartbeatThrottleInterval: 5 * time.Second,
 		// Poll activities hold a slot for minutes; keep room for inserts.
 		MaxConcurrentActivityExecutionSize: 4*cfg.DB.MaxOpenConns + cfg.Pipeline.Pollers + 8,
 	})
