@@ -61,35 +61,49 @@ func (s *Store) ListQuarantine(ctx context.Context, f QuarantineFilter) ([]Quara
 	}
 	q := `SELECT id, local_record_id, message_id, tag, reason, detail, ` + body + `,
 			consumed_times, quarantined_at, status, status_reason, updated_at
-		FROM sync_quarantine WHERE id > ?`
-	args := []any{f.AfterID}
-	if f.Status != "" {
+		FROM sync_quarantine`
+	return listByID(ctx, s.DB, "list quarantine", q, listFilter{f.AfterID, f.Status, f.Key, f.Limit}, scanQuarantine)
+}
+
+// listFilter is the filter every operator listing shares.
+type listFilter struct {
+	afterID     int64
+	status, key string
+	limit       int
+}
+
+// listByID pages through an operator table by ID: base is a SELECT ... FROM
+// without a WHERE clause.
+func listByID[T any](ctx context.Context, db *sql.DB, op, base string, f listFilter, scan func(scanner) (T, error)) ([]T, error) {
+	q := base + " WHERE id > ?"
+	args := []any{f.afterID}
+	if f.status != "" {
 		q += " AND status = ?"
-		args = append(args, f.Status)
+		args = append(args, f.status)
 	}
-	if f.Key != "" {
+	if f.key != "" {
 		q += " AND local_record_id = ?"
-		args = append(args, f.Key)
+		args = append(args, f.key)
 	}
 	q += " ORDER BY id"
-	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	if f.limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.limit)
 	}
-	rows, err := s.DB.QueryContext(ctx, q, args...)
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, wrap("list quarantine", err)
+		return nil, wrap(op, err)
 	}
 	defer rows.Close()
-	var out []QuarantineItem
+	var out []T
 	for rows.Next() {
-		it, err := scanQuarantine(rows)
+		it, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, it)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, wrap("list quarantine", err)
+		return nil, wrap(op, err)
 	}
 	return out, nil
 }
@@ -230,37 +244,8 @@ func (s *Store) ListConflicts(ctx context.Context, f ConflictFilter) ([]Conflict
 	}
 	q := `SELECT id, local_record_id, message_id, ` + payload + `, payload_hash, existing_hash,
 			received_at, status, resolved_at
-		FROM sync_conflicts WHERE id > ?`
-	args := []any{f.AfterID}
-	if f.Status != "" {
-		q += " AND status = ?"
-		args = append(args, f.Status)
-	}
-	if f.Key != "" {
-		q += " AND local_record_id = ?"
-		args = append(args, f.Key)
-	}
-	q += " ORDER BY id"
-	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
-	}
-	rows, err := s.DB.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap("list conflicts", err)
-	}
-	defer rows.Close()
-	var out []ConflictRow
-	for rows.Next() {
-		c, err := scanConflict(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("list conflicts", err)
-	}
-	return out, nil
+		FROM sync_conflicts`
+	return listByID(ctx, s.DB, "list conflicts", q, listFilter{f.AfterID, f.Status, f.Key, f.Limit}, scanConflict)
 }
 
 func scanConflict(r scanner) (ConflictRow, error) {
