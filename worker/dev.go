@@ -109,7 +109,13 @@ func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.Level
 	for _, kv := range stack.Env() {
 		env[kv[0]] = kv[1]
 	}
+	// A shorter long poll than production's 30 s: a stopping worker lets
+	// the poll in progress finish, and Ctrl-C should feel immediate.
+	env["SYNCBRIDGE_POLL_WAIT"] = "5s"
 	cfg, err := config.Load(func(k string) string {
+		if v := os.Getenv(k); v != "" && k == "SYNCBRIDGE_POLL_WAIT" {
+			return v
+		}
 		if v, ok := env[k]; ok {
 			return v
 		}

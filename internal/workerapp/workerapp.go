@@ -210,7 +210,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 
 	<-ctx.Done()
-	log.Info("stopping worker: finishing in-flight activities", "timeout", StopTimeout)
+	log.Info("stopping worker: finishing in-flight activities and the long poll in progress", "pollWait", cfg.Pipeline.PollWait, "timeout", StopTimeout)
 	w.Stop()
 	log.Info("worker stopped")
 	return nil
