@@ -538,7 +538,9 @@ func TestOrderlyConsume(t *testing.T) {
 func TestTimerMessage(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, Config{})
-	at := time.Now().Add(1500 * time.Millisecond)
+	// Whole milliseconds: the protocol's due time has ms precision, so a
+	// nanosecond-precise "at" could be up to 1 ms after a correct delivery.
+	at := time.UnixMilli(time.Now().Add(1500 * time.Millisecond).UnixMilli())
 	h.publish(testTopic, mq.PublishMessageRequest{MessageBody: "later", StartDeliverTime: at.UnixMilli()})
 	h.publish(testTopic, mq.PublishMessageRequest{MessageBody: "past", StartDeliverTime: time.Now().Add(-time.Hour).UnixMilli()})
 	c := h.consumer(testTopic, "G", "")
