@@ -24,10 +24,7 @@ func newOperatorEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *activiti
 	env := s.NewTestWorkflowEnvironment()
 	a := &activities.Activities{}
 	env.RegisterActivity(a)
-	env.RegisterWorkflowWithOptions(ReconcileWorkflow, workflow.RegisterOptions{Name: contract.ReconcileWorkflowName})
-	env.RegisterWorkflowWithOptions(ReplayQuarantineWorkflow, workflow.RegisterOptions{Name: contract.ReplayQuarantineWorkflowName})
-	env.RegisterWorkflowWithOptions(ResolveConflictWorkflow, workflow.RegisterOptions{Name: contract.ResolveConflictWorkflowName})
-	env.RegisterWorkflowWithOptions(RecordWorkflow, workflow.RegisterOptions{Name: contract.RecordWorkflowName})
+	Register(env)
 	return env, a
 }
 
@@ -243,10 +240,7 @@ func TestReplayOperatorHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(RecordWorkflow, workflow.RegisterOptions{Name: contract.RecordWorkflowName})
-			r.RegisterWorkflowWithOptions(ReconcileWorkflow, workflow.RegisterOptions{Name: contract.ReconcileWorkflowName})
-			r.RegisterWorkflowWithOptions(ReplayQuarantineWorkflow, workflow.RegisterOptions{Name: contract.ReplayQuarantineWorkflowName})
-			r.RegisterWorkflowWithOptions(ResolveConflictWorkflow, workflow.RegisterOptions{Name: contract.ResolveConflictWorkflowName})
+			Register(r)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}

@@ -28,8 +28,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(RecordWorkflow, workflow.RegisterOptions{Name: contract.RecordWorkflowName})
-			r.RegisterWorkflowWithOptions(PollerWorkflow, workflow.RegisterOptions{Name: contract.PollerWorkflowName})
+			Register(r)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatalf("replay %s: %v", f, err)
 			}

@@ -17,7 +17,6 @@ import (
 	sdktally "go.temporal.io/sdk/contrib/tally"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/syncbridge/syncbridge/activities"
 	"github.com/syncbridge/syncbridge/internal/acker"
@@ -57,11 +56,7 @@ func Register(w worker.Registry, a *activities.Activities) {
 // RegisterWorkflows registers the workflows under their fixed names (also
 // used by replayers).
 func RegisterWorkflows(w worker.WorkflowRegistry) {
-	w.RegisterWorkflowWithOptions(workflows.RecordWorkflow, workflow.RegisterOptions{Name: contract.RecordWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.PollerWorkflow, workflow.RegisterOptions{Name: contract.PollerWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.ReconcileWorkflow, workflow.RegisterOptions{Name: contract.ReconcileWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.ReplayQuarantineWorkflow, workflow.RegisterOptions{Name: contract.ReplayQuarantineWorkflowName})
-	w.RegisterWorkflowWithOptions(workflows.ResolveConflictWorkflow, workflow.RegisterOptions{Name: contract.ResolveConflictWorkflowName})
+	workflows.Register(w)
 }
 
 // clientOptions sets the converter every client of the pipeline must
