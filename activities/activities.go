@@ -177,7 +177,14 @@ func (a *Activities) Ack(ctx context.Context, in AckInput) (AckResult, error) {
 	res, err := a.Acker.Ack(ctx, in.Handles)
 	a.Metrics.AckLatency.Record(time.Since(start))
 	if err != nil {
-		a.Metrics.AckFailure("call_failed")
+		// A failed broker call is counted once per call where it is made
+		// (the acker's OnBatch); here only failures of this caller.
+		switch {
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			a.Metrics.AckFailure("timeout")
+		case errors.Is(err, acker.ErrClosed):
+			a.Metrics.AckFailure("shutdown")
+		}
 		return AckResult{}, fmt.Errorf("ack: %w", err)
 	}
 	a.Metrics.AckedHandles.Inc(int64(res.Acked))

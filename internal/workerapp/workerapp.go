@@ -132,6 +132,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		FlushInterval: cfg.Pipeline.AckFlushInterval,
 		OnBatch: func(n int, took time.Duration, err error) {
 			if err != nil {
+				// Counted per broker call, however many workflows shared it.
 				reg.Pipeline.AckFailure("call_failed")
 			}
 		},
