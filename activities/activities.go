@@ -31,6 +31,13 @@ type Acker interface {
 	Ack(ctx context.Context, handles []string) (acker.Result, error)
 }
 
+// Committer inserts one event, sharing transactions with concurrent
+// callers (internal/groupcommit in production). Outcomes and errors are
+// those of store.Insert.
+type Committer interface {
+	Insert(ctx context.Context, ev syncevent.Event) (store.Outcome, error)
+}
+
 // Settings are the poller's knobs; see config.Pipeline for units.
 type Settings struct {
 	TaskQueue        string
@@ -39,17 +46,29 @@ type Settings struct {
 	BatchSize        int
 	PollWait         time.Duration
 	MaxInFlight      int
+	// HandoverConcurrency bounds how many messages of a batch are handed
+	// to their record workflows at once. Zero means 16.
+	HandoverConcurrency int
+	// LegacyShape hands messages over the pre-lean way: signal-with-start
+	// of RecordWorkflow, one message at a time. Kept so the benchmark can
+	// measure the old shape beside the new in one run; never set in
+	// production.
+	LegacyShape bool
 }
 
 // Activities is registered once per worker; workflows call its methods
 // through a nil *Activities.
 type Activities struct {
-	Store    *store.Store
-	Acker    Acker
-	Consumer mqclient.Consumer
-	Temporal client.Client
-	Metrics  *metrics.Pipeline
-	Settings Settings
+	Store *store.Store
+	// Committer, when set, is used for inserts instead of Store.Insert.
+	Committer Committer
+	Acker     Acker
+	Consumer  mqclient.Consumer
+	Temporal  client.Client
+	Metrics   *metrics.Pipeline
+	Settings  Settings
+
+	inflight inflightCache
 }
 
 // InsertInput is one message to commit.
@@ -90,7 +109,12 @@ func (a *Activities) commit(ctx context.Context, key string, d contract.Delivery
 		}
 		return "", fmt.Errorf("parse message %s: %w", d.MessageID, err)
 	}
-	out, err := a.Store.Insert(ctx, ev)
+	var out store.Outcome
+	if a.Committer != nil {
+		out, err = a.Committer.Insert(ctx, ev)
+	} else {
+		out, err = a.Store.Insert(ctx, ev)
+	}
 	if err != nil {
 		if store.IsBadData(err) {
 			return "", badInput("db_rejected", "database rejected the record: "+describeDBError(err))

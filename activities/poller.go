@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 
@@ -32,17 +32,28 @@ type PollResult struct {
 	Stopped bool
 }
 
+// PollHeartbeatEvery is how often the poll activity heartbeats from its
+// own ticker, whatever it is doing (a long poll of up to 30 s, a batch's
+// hand-over, a pause at the in-flight cap). The poller workflow's
+// heartbeat timeout is a few of these, so a poll whose worker was killed
+// is retried on another worker within seconds.
+const PollHeartbeatEvery = 2 * time.Second
+
 // Poll drains the topic into record workflows until RunFor elapses or the
-// worker stops. Each message is handed to its key's workflow with
-// signal-with-start:
-//   - no workflow for the key, or the last one failed: a new run starts;
+// worker stops. Each message is handed to its key's record workflow:
+//   - no workflow for the key, or the last one failed: a new run starts
+//     with the delivery as its input (eagerly, on this worker when it has
+//     room);
 //   - a running workflow: it receives the new receipt handle by signal;
 //   - a completed workflow: the message is committed idempotently here (the
-//     database decides duplicate or conflict) and acked.
+//     database decides duplicate or conflict) and acked; one that needs a
+//     person (conflict, bad input) gets a run of its own so that the Web
+//     UI's SyncOutcome filter finds it.
 //
-// A message whose hand-over fails is left unacked: the broker redelivers it
-// after its invisibility time. The poller never acks a message it has not
-// committed or handed over.
+// Messages of a batch are handed over concurrently, keys in parallel and
+// the messages of one key in arrival order. A message whose hand-over fails
+// is left unacked: the broker redelivers it after its invisibility time.
+// The poller never acks a message it has not committed or handed over.
 func (a *Activities) Poll(ctx context.Context, in PollInput) (PollResult, error) {
 	if in.Topic != a.Settings.Topic || in.Group != a.Settings.Group {
 		return PollResult{}, badInput("wrong_topic", fmt.Sprintf("this worker consumes %s/%s, not %s/%s",
@@ -54,11 +65,20 @@ func (a *Activities) Poll(ctx context.Context, in PollInput) (PollResult, error)
 	var res PollResult
 	backoff := newBackoff(200*time.Millisecond, 10*time.Second)
 
+	var mu sync.Mutex // res, read by the heartbeat ticker
+	stopBeat := heartbeatEvery(ctx, PollHeartbeatEvery, func() any {
+		mu.Lock()
+		defer mu.Unlock()
+		return res
+	})
+	defer stopBeat()
+
 	for time.Now().Before(deadline) {
-		activity.RecordHeartbeat(ctx, res)
 		select {
 		case <-stop:
+			mu.Lock()
 			res.Stopped = true
+			mu.Unlock()
 			return res, nil
 		case <-ctx.Done():
 			// Cancelled by the poller workflow (stop) or timed out: the
@@ -67,9 +87,10 @@ func (a *Activities) Poll(ctx context.Context, in PollInput) (PollResult, error)
 		default:
 		}
 
-		if wait, err := a.overCap(ctx); err != nil {
-			log.Warn("counting in-flight records failed; polling anyway", "error", err)
-		} else if wait {
+		if wait, err := a.overCap(ctx); err != nil || wait {
+			if err != nil {
+				log.Warn("in-flight cap unknown; pausing", "error", err)
+			}
 			a.Metrics.PollThrottled.Inc(1)
 			sleep(ctx, stop, time.Second)
 			continue
@@ -90,49 +111,118 @@ func (a *Activities) Poll(ctx context.Context, in PollInput) (PollResult, error)
 		}
 		backoff.reset()
 		if n > 0 {
+			mu.Lock()
 			res.Batches++
 			res.Messages += n
+			mu.Unlock()
 		}
 	}
 	return res, nil
 }
 
+// heartbeatEvery heartbeats ctx's activity every d with details() until
+// the returned stop is called.
+func heartbeatEvery(ctx context.Context, d time.Duration, details func() any) (stop func()) {
+	activity.RecordHeartbeat(ctx, details())
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(d)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, details())
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
 // pollOnce consumes one batch and hands every message over. Hand-over
 // failures leave that message for redelivery and do not fail the batch.
-func (a *Activities) pollOnce(batchCtx, hbCtx context.Context) (int, error) {
+func (a *Activities) pollOnce(batchCtx, logCtx context.Context) (int, error) {
 	msgs, err := a.Consumer.Consume(batchCtx, a.Settings.BatchSize, a.Settings.PollWait)
 	if err != nil {
 		return 0, err
 	}
 	a.Metrics.MessagesPolled.Inc(int64(len(msgs)))
-	for _, m := range msgs {
-		if err := a.handOver(batchCtx, m); err != nil {
-			activity.GetLogger(hbCtx).Warn("message left for redelivery", "messageId", m.MessageID, "error", err)
-		}
-		activity.RecordHeartbeat(hbCtx)
-	}
+	a.handOverAll(batchCtx, logCtx, msgs)
 	return len(msgs), nil
 }
 
+// handOverAll hands a batch over with bounded concurrency. The messages of
+// one key stay in arrival order, one after another, so the first delivered
+// version of a record becomes its row and a later, different one its
+// conflict, as a serial hand-over would decide.
+func (a *Activities) handOverAll(ctx, logCtx context.Context, msgs []mqclient.Message) {
+	conc := a.Settings.HandoverConcurrency
+	if conc <= 0 {
+		conc = 16
+	}
+	if a.Settings.LegacyShape {
+		conc = 1
+	}
+	var groups [][]mqclient.Message
+	byKey := map[string]int{}
+	for _, m := range msgs {
+		if i, ok := byKey[m.Key]; ok && m.Key != "" {
+			groups[i] = append(groups[i], m)
+			continue
+		}
+		byKey[m.Key] = len(groups)
+		groups = append(groups, []mqclient.Message{m})
+	}
+	sem := make(chan struct{}, conc)
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			for _, m := range g {
+				if err := a.handOver(ctx, m); err != nil {
+					activity.GetLogger(logCtx).Warn("message left for redelivery", "messageId", m.MessageID, "error", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
 // overCap reports whether running record workflows have reached the cap.
+// The count comes from inflightCache (at most one visibility query per
+// second per worker); an error means the count is unknown and the caller
+// must not poll.
 func (a *Activities) overCap(ctx context.Context) (bool, error) {
 	if a.Settings.MaxInFlight <= 0 {
 		return false, nil
 	}
-	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND TaskQueue = '%s'",
-		contract.RecordWorkflowName, a.Settings.TaskQueue)
-	resp, err := a.Temporal.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
-	if err != nil {
-		return false, fmt.Errorf("count running records: %w", err)
+	n, fresh, err := a.inflight.estimate(ctx, a.Temporal, a.Settings.TaskQueue, time.Now())
+	if errors.Is(err, errCountStale) {
+		return true, err
 	}
-	a.Metrics.InFlight.Update(float64(resp.GetCount()))
-	return resp.GetCount() >= int64(a.Settings.MaxInFlight), nil
+	if fresh {
+		a.Metrics.InFlight.Update(float64(n))
+	}
+	if err != nil {
+		activity.GetLogger(ctx).Warn("counting running records failed; using the last count", "error", err)
+	}
+	return n >= int64(a.Settings.MaxInFlight), nil
 }
 
-// handOver gives one message to its record workflow, retrying while
-// Temporal throttles us.
-func (a *Activities) handOver(ctx context.Context, m mqclient.Message) error {
-	d := contract.Delivery{
+func deliveryOf(m mqclient.Message) contract.Delivery {
+	return contract.Delivery{
 		MessageID:       m.MessageID,
 		ReceiptHandle:   m.ReceiptHandle,
 		Tag:             m.Tag,
@@ -140,19 +230,109 @@ func (a *Activities) handOver(ctx context.Context, m mqclient.Message) error {
 		ConsumedTimes:   m.ConsumedTimes,
 		NextConsumeTime: m.NextConsumeTime,
 	}
+}
+
+// handOver gives one message to its record workflow.
+func (a *Activities) handOver(ctx context.Context, m mqclient.Message) error {
+	d := deliveryOf(m)
 	if m.Key == "" {
 		// No key, no workflow ID: quarantine directly, then ack.
 		return a.commitAndAck(ctx, "", d)
 	}
+	if a.Settings.LegacyShape {
+		return a.handOverLegacy(ctx, m.Key, d)
+	}
+	// A failed, terminated or timed-out record may run again; a completed
+	// one may not: its redeliveries are duplicates, settled here.
+	return a.startOrSignal(ctx, m.Key, d, enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY)
+}
+
+// maxHandoverRounds bounds start/signal races (a run completing between our
+// start and our signal, again and again) before the message is left for
+// redelivery.
+const maxHandoverRounds = 5
+
+// startOrSignal starts a lean record run with d as its input or, when the
+// key's run is running, signals d to it. A start with conflict policy FAIL
+// (unlike signal-with-start) can be eager: the first workflow task comes
+// back in the start response and runs on this worker without a trip
+// through matching.
+func (a *Activities) startOrSignal(ctx context.Context, key string, d contract.Delivery, reuse enumspb.WorkflowIdReusePolicy) error {
 	opts := client.StartWorkflowOptions{
-		ID:        contract.RecordWorkflowID(a.Settings.WorkflowIDPrefix, m.Key),
-		TaskQueue: a.Settings.TaskQueue,
-		// A failed, terminated or timed-out record may run again; a
-		// completed one may not: its redeliveries are duplicates.
+		ID:                                       contract.RecordWorkflowID(a.Settings.WorkflowIDPrefix, key),
+		TaskQueue:                                a.Settings.TaskQueue,
+		WorkflowIDReusePolicy:                    reuse,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		EnableEagerStart:                         true,
+	}
+	input := contract.RecordInput{Key: key, Topic: a.Settings.Topic, Group: a.Settings.Group, Initial: []contract.Delivery{d}}
+	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
+	for round := 0; round < maxHandoverRounds; {
+		_, err := a.Temporal.ExecuteWorkflow(ctx, opts, contract.RecordWorkflowV2Name, input)
+		if err == nil {
+			a.Metrics.WorkflowsStarted.Inc(1)
+			a.inflight.noteStarted()
+			return nil
+		}
+		var already *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &already) {
+			round++
+			err = a.Temporal.SignalWorkflow(ctx, opts.ID, "", contract.SignalDelivery, d)
+			var notFound *serviceerror.NotFound
+			switch {
+			case err == nil:
+				a.Metrics.SignalledRunning.Inc(1)
+				return nil
+			case errors.As(err, &notFound) && reuse == enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY:
+				// Closed and not to be rerun: it completed.
+				a.Metrics.DuplicatesByWorkflowID.Inc(1)
+				return a.settleCompleted(ctx, key, d)
+			case errors.As(err, &notFound):
+				continue // completed between our start and our signal: start again
+			}
+		}
+		var exhausted *serviceerror.ResourceExhausted
+		if errors.As(err, &exhausted) {
+			// Temporal is shedding load: slow down rather than skip.
+			a.Metrics.PollThrottled.Inc(1)
+			if !sleep(ctx, nil, backoff.next()) {
+				return ctx.Err()
+			}
+			continue
+		}
+		return fmt.Errorf("hand over to %s: %w", opts.ID, err)
+	}
+	return fmt.Errorf("hand over to %s: its runs kept completing during %d attempts", opts.ID, maxHandoverRounds)
+}
+
+// settleCompleted handles a message whose key's record already completed.
+// A duplicate (the common case: a redelivery) is committed and acked here
+// without a workflow. A conflict or bad input needs a person; the database
+// already holds the conflict, and a new run of the key's record settles it
+// again (idempotently) so SyncOutcome shows it in the Web UI.
+func (a *Activities) settleCompleted(ctx context.Context, key string, d contract.Delivery) error {
+	out, err := a.commit(ctx, key, d)
+	if _, _, bad := BadInputReason(err); bad || (err == nil && out.NeedsPerson()) {
+		return a.startOrSignal(ctx, key, d, enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE)
+	}
+	if err != nil {
+		return err
+	}
+	a.Metrics.Outcome(string(out))
+	_, err = a.Ack(ctx, AckInput{Handles: []string{d.ReceiptHandle}})
+	return err
+}
+
+// handOverLegacy is the pre-lean hand-over (see Settings.LegacyShape).
+func (a *Activities) handOverLegacy(ctx context.Context, key string, d contract.Delivery) error {
+	opts := client.StartWorkflowOptions{
+		ID:                       contract.RecordWorkflowID(a.Settings.WorkflowIDPrefix, key),
+		TaskQueue:                a.Settings.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 	}
-	input := contract.RecordInput{Key: m.Key, Topic: a.Settings.Topic, Group: a.Settings.Group}
+	input := contract.RecordInput{Key: key, Topic: a.Settings.Topic, Group: a.Settings.Group}
 	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		_, err := a.Temporal.SignalWithStartWorkflow(ctx, opts.ID, contract.SignalDelivery, d, opts, contract.RecordWorkflowName, input)
@@ -161,12 +341,12 @@ func (a *Activities) handOver(ctx context.Context, m mqclient.Message) error {
 		switch {
 		case err == nil:
 			a.Metrics.WorkflowsStarted.Inc(1)
+			a.inflight.noteStarted()
 			return nil
 		case errors.As(err, &already):
 			a.Metrics.DuplicatesByWorkflowID.Inc(1)
-			return a.commitAndAck(ctx, m.Key, d)
+			return a.commitAndAck(ctx, key, d)
 		case errors.As(err, &exhausted):
-			// Temporal is shedding load: slow down rather than skip.
 			a.Metrics.PollThrottled.Inc(1)
 			if !sleep(ctx, nil, backoff.next()) {
 				return ctx.Err()

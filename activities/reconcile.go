@@ -97,8 +97,8 @@ func (a *Activities) ListPage(ctx context.Context, in ListPageInput) (ListPageRe
 	if !ok {
 		return ListPageResult{}, badInput("bad_category", "unknown reconcile category "+in.Category)
 	}
-	q := fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s' AND ExecutionStatus = '%s'",
-		contract.RecordWorkflowName, a.Settings.TaskQueue, status)
+	q := fmt.Sprintf("%s AND TaskQueue = '%s' AND ExecutionStatus = '%s'",
+		contract.RecordTypesQuery, a.Settings.TaskQueue, status)
 	if in.Category == CategoryStuck {
 		q += " AND StartTime <= '" + in.Now.Add(-in.StuckAfter).UTC().Format(time.RFC3339Nano) + "'"
 		if !in.Since.IsZero() {

@@ -237,8 +237,8 @@ func allPollers(ctx context.Context, tc client.Client, cfg config.Config) ([]str
 
 func countRunningRecords(ctx context.Context, tc client.Client, cfg config.Config) (int64, error) {
 	resp, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND TaskQueue = '%s'",
-			contract.RecordWorkflowName, escapeQuery(cfg.Temporal.TaskQueue)),
+		Query: fmt.Sprintf("%s AND ExecutionStatus = 'Running' AND TaskQueue = '%s'",
+			contract.RecordTypesQuery, escapeQuery(cfg.Temporal.TaskQueue)),
 	})
 	if err != nil {
 		return 0, err

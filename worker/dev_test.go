@@ -182,7 +182,7 @@ func emulatorStats(t *testing.T, mqAddr string) mqemu.GroupStats {
 
 func runningRecords(t *testing.T, c client.Client) int64 {
 	resp, err := c.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
-		Query: "WorkflowType = '" + contract.RecordWorkflowName + "' AND ExecutionStatus = 'Running'",
+		Query: contract.RecordTypesQuery + " AND ExecutionStatus = 'Running'",
 	})
 	if err != nil {
 		return -1

@@ -13,9 +13,11 @@ import (
 const (
 	defaultRunsBeforeContinue = 50
 	defaultPollRunFor         = 5 * time.Minute
-	// pollHeartbeat must outlast one long poll (30 s) plus handing over a
-	// batch of 16.
-	pollHeartbeat = 75 * time.Second
+	// pollHeartbeat is a few of the poll activity's heartbeat ticks (it
+	// heartbeats from a ticker, through long polls and hand-overs alike),
+	// and short, so a poll whose worker was killed is retried on another
+	// worker within seconds instead of after a minute.
+	pollHeartbeat = 5 * activities.PollHeartbeatEvery
 )
 
 // PollerWorkflow keeps one poller activity running for a topic/group. The

@@ -200,6 +200,12 @@ func (r *record) ack(ctx workflow.Context, ch workflow.ReceiveChannel, handles [
 	if err := await(ctx, ch, r, workflow.ExecuteActivity(actx, a.Ack, activities.AckInput{Handles: handles}), &res); err != nil {
 		return err
 	}
+	r.markAcked(handles, res)
+	return nil
+}
+
+// markAcked records what the broker said about handles.
+func (r *record) markAcked(handles []string, res activities.AckResult) {
 	r.acked += res.Acked
 	r.refus += res.Refused
 	sent := make(map[string]bool, len(handles))
@@ -211,7 +217,6 @@ func (r *record) ack(ctx workflow.Context, ch workflow.ReceiveChannel, handles [
 			m.ackedFor = m.d.ReceiptHandle
 		}
 	}
-	return nil
 }
 
 func (r *record) result() contract.RecordResult {

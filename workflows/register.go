@@ -12,6 +12,7 @@ import (
 // both served and replay-tested.
 func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(RecordWorkflow, workflow.RegisterOptions{Name: contract.RecordWorkflowName})
+	r.RegisterWorkflowWithOptions(RecordWorkflowV2, workflow.RegisterOptions{Name: contract.RecordWorkflowV2Name})
 	r.RegisterWorkflowWithOptions(PollerWorkflow, workflow.RegisterOptions{Name: contract.PollerWorkflowName})
 	r.RegisterWorkflowWithOptions(ReconcileWorkflow, workflow.RegisterOptions{Name: contract.ReconcileWorkflowName})
 	r.RegisterWorkflowWithOptions(ReplayQuarantineWorkflow, workflow.RegisterOptions{Name: contract.ReplayQuarantineWorkflowName})

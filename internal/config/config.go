@@ -80,6 +80,11 @@ type Pipeline struct {
 	MaxInFlight int
 	// BatchSize is numOfMessages per consume call, 1..16.
 	BatchSize int
+	// HandoverConcurrency is how many messages of a batch are handed to
+	// their record workflows at once.
+	HandoverConcurrency int
+	// CommitBatch is the most inserts one group-commit transaction takes.
+	CommitBatch int
 	// PollWait is the long-poll wait, 1s..30s.
 	PollWait time.Duration
 	// WorkflowIDPrefix is prepended to the message key to form the record
@@ -132,6 +137,8 @@ var Vars = []Var{
 	{"SYNCBRIDGE_START_POLLERS", "true", "ensure poller workflows exist at worker start", false},
 	{"SYNCBRIDGE_MAX_INFLIGHT", "200", "running record workflows at which polling pauses", false},
 	{"SYNCBRIDGE_BATCH_SIZE", "16", "messages per consume call (1-16)", false},
+	{"SYNCBRIDGE_HANDOVER_CONCURRENCY", "16", "messages of a batch handed to their record workflows at once (1-256)", false},
+	{"SYNCBRIDGE_COMMIT_BATCH", "64", "most inserts sharing one database transaction (group commit, 1-1000)", false},
 	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "50ms", "max wait to coalesce acks into one call", false},
@@ -194,13 +201,15 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Temporal.TLS = l.temporalTLS(c.Temporal.APIKey != "") // tls.go
 
 	c.Pipeline = Pipeline{
-		Pollers:          l.intIn("SYNCBRIDGE_POLLERS", 0, 64),
-		StartPollers:     l.boolean("SYNCBRIDGE_START_POLLERS"),
-		MaxInFlight:      l.intIn("SYNCBRIDGE_MAX_INFLIGHT", 1, 1_000_000),
-		BatchSize:        l.intIn("SYNCBRIDGE_BATCH_SIZE", 1, 16),
-		PollWait:         l.durationIn("SYNCBRIDGE_POLL_WAIT", time.Second, 30*time.Second),
-		WorkflowIDPrefix: l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
-		AckFlushInterval: l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),
+		Pollers:             l.intIn("SYNCBRIDGE_POLLERS", 0, 64),
+		StartPollers:        l.boolean("SYNCBRIDGE_START_POLLERS"),
+		MaxInFlight:         l.intIn("SYNCBRIDGE_MAX_INFLIGHT", 1, 1_000_000),
+		BatchSize:           l.intIn("SYNCBRIDGE_BATCH_SIZE", 1, 16),
+		HandoverConcurrency: l.intIn("SYNCBRIDGE_HANDOVER_CONCURRENCY", 1, 256),
+		CommitBatch:         l.intIn("SYNCBRIDGE_COMMIT_BATCH", 1, 1000),
+		PollWait:            l.durationIn("SYNCBRIDGE_POLL_WAIT", time.Second, 30*time.Second),
+		WorkflowIDPrefix:    l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
+		AckFlushInterval:    l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),
 	}
 	if key := l.secret("SYNCBRIDGE_PAYLOAD_KEY", false); key != "" {
 		b, err := base64.StdEncoding.DecodeString(key)

@@ -23,6 +23,17 @@ const (
 	RecordWorkflowName = "RecordWorkflow"
 	PollerWorkflowName = "PollerWorkflow"
 
+	// RecordWorkflowV2Name is the lean record workflow: the first delivery
+	// arrives as workflow input, insert and ack run as local activities, and
+	// only outcomes that need a person are indexed. It is a new type rather
+	// than a workflow.GetVersion branch because GetVersion writes a marker
+	// and a TemporalChangeVersion upsert into every history (two of the
+	// eight events a record may cost), and because a worker that does not
+	// know the type refuses its tasks instead of running the old shape on
+	// them during a rolling deploy. RecordWorkflowName stays registered for
+	// executions started before the change.
+	RecordWorkflowV2Name = "RecordWorkflowV2"
+
 	// SignalDelivery carries a (re)delivery of a message to the record
 	// workflow that owns its key.
 	SignalDelivery = "delivery"
@@ -34,6 +45,10 @@ const (
 	// message is quarantined, never retried.
 	ErrTypeBadInput = "BadInput"
 )
+
+// RecordTypesQuery is the visibility filter matching record workflows of
+// every shape, for counts and listings that must see old and new runs.
+const RecordTypesQuery = "WorkflowType IN ('" + RecordWorkflowName + "', '" + RecordWorkflowV2Name + "')"
 
 // Outcome is the terminal state of one message.
 type Outcome string
@@ -61,6 +76,14 @@ func (o Outcome) Severity() int {
 	return 0
 }
 
+// NeedsPerson reports whether an outcome waits on an operator. Only those
+// are written to the SyncOutcome search attribute by the lean record
+// workflow: an upsert is a billable action and a history event, and
+// clean outcomes are found in the database, not the Web UI.
+func (o Outcome) NeedsPerson() bool {
+	return o == OutcomeConflict || o == OutcomeQuarantined
+}
+
 // Delivery is one delivery of a message as the poller received it. Body is
 // the raw message body; it holds patient data, which is why worker payloads
 // can be encrypted (see internal/codec).
@@ -82,6 +105,26 @@ type RecordInput struct {
 	Topic   string
 	Group   string
 	Initial []Delivery
+	// Carried is the state a lean record run hands to the run it continues
+	// as new: messages already committed (bodies dropped), with the handle
+	// last acknowledged for each. Empty on a first run.
+	Carried *CarriedState `json:",omitempty"`
+}
+
+// CarriedState is what a record workflow keeps across continue-as-new.
+type CarriedState struct {
+	Done       []DoneMessage
+	Acked      int
+	AckExpired int
+}
+
+// DoneMessage is a committed message of a key: its newest delivery without
+// the body, what the database decided, and the handle acknowledged last.
+type DoneMessage struct {
+	Delivery Delivery
+	Outcome  Outcome
+	Reason   string `json:",omitempty"`
+	AckedFor string `json:",omitempty"`
 }
 
 // MessageResult is what happened to one distinct message of a key.

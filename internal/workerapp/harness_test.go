@@ -150,7 +150,7 @@ func (p *pipe) publish(msgs []syncevent.OutMessage) []string {
 // count runs a visibility count over this test's record workflows.
 func (p *pipe) count(extra string) int64 {
 	p.t.Helper()
-	q := fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s'", contract.RecordWorkflowName, p.env.TaskQueue)
+	q := fmt.Sprintf("%s AND TaskQueue = '%s'", contract.RecordTypesQuery, p.env.TaskQueue)
 	if extra != "" {
 		q += " AND " + extra
 	}

@@ -157,7 +157,7 @@ func TestDatabaseOutageMidDrain(t *testing.T) {
 func (p *pipe) stuckInsert() string {
 	ctx := context.Background()
 	resp, err := p.env.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query:    "WorkflowType = '" + contract.RecordWorkflowName + "' AND ExecutionStatus = 'Running' AND TaskQueue = '" + p.env.TaskQueue + "'",
+		Query:    contract.RecordTypesQuery + " AND ExecutionStatus = 'Running' AND TaskQueue = '" + p.env.TaskQueue + "'",
 		PageSize: 20,
 	})
 	if err != nil {

@@ -44,6 +44,10 @@ type Options struct {
 	// Ready, if set, is called once the worker is polling, with the
 	// address /metrics is served on ("" when disabled).
 	Ready func(metricsAddr string)
+	// LegacyShape runs the pre-lean record path (signal-with-start of
+	// RecordWorkflow, serial hand-over, one transaction per insert), for
+	// the benchmark's same-run baseline only.
+	LegacyShape bool
 }
 
 // Register adds the pipeline's workflows and activities to w. Shared with
@@ -158,15 +162,20 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			BatchSize:        cfg.Pipeline.BatchSize,
 			PollWait:         cfg.Pipeline.PollWait,
 			MaxInFlight:      cfg.Pipeline.MaxInFlight,
+
+			HandoverConcurrency: cfg.Pipeline.HandoverConcurrency,
+			LegacyShape:         o.LegacyShape,
 		},
 	}
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
 		WorkerStopTimeout: StopTimeout,
-		// The poll activity learns of a stop (cancellation) only through a
-		// heartbeat response; the default throttle (0.8 x its 75 s
-		// heartbeat timeout) would delay `starter pollers stop` by up to a
-		// minute.
-		MaxHeartbeatThrottleInterval: 5 * time.Second,
+		// Heartbeats leave the process at most this often. The poll
+		// activity's heartbeat timeout is 5 ticks of
+		// activities.PollHeartbeatEvery; sending each tick keeps a slow
+		// round trip from costing the poll its lease, and a stop
+		// (cancellation, learnt from a heartbeat response) arrives within
+		// seconds.
+		MaxHeartbeatThrottleInterval: activities.PollHeartbeatEvery,
 		// Poll activities hold a slot for minutes; keep room for inserts.
 		MaxConcurrentActivityExecutionSize: 4*cfg.DB.MaxOpenConns + cfg.Pipeline.Pollers + 8,
 	})
