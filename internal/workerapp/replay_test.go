@@ -20,15 +20,7 @@ const UpdateHistoryEnv = "SYNCBRIDGE_UPDATE_HISTORY"
 // fails here before it can break running workflows.
 func (p *pipe) replayLive(workflowID, saveAs string) {
 	p.t.Helper()
-	it := p.env.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
-	var h historypb.History
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		h.Events = append(h.Events, ev)
-	}
+	h := historypb.History{Events: p.history(workflowID)}
 	r := worker.NewWorkflowReplayer()
 	RegisterWorkflows(r)
 	if err := r.ReplayWorkflowHistory(nil, &h); err != nil {
@@ -45,4 +37,19 @@ func (p *pipe) replayLive(workflowID, saveAs string) {
 		}
 		p.t.Logf("wrote %s (%d events)", path, len(h.Events))
 	}
+}
+
+// history returns the events of a workflow's latest run.
+func (p *pipe) history(workflowID string) []*historypb.HistoryEvent {
+	p.t.Helper()
+	it := p.env.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
+	var evs []*historypb.HistoryEvent
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
 }
