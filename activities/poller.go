@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
@@ -156,15 +157,24 @@ func (a *Activities) pollOnce(batchCtx, logCtx context.Context) (int, error) {
 		return 0, err
 	}
 	a.Metrics.MessagesPolled.Inc(int64(len(msgs)))
-	a.handOverAll(batchCtx, logCtx, msgs)
+	a.handOverBatch(batchCtx, activity.GetLogger(logCtx), msgs)
 	return len(msgs), nil
 }
 
-// handOverAll hands a batch over with bounded concurrency. The messages of
+// HandOverBatch hands a consumed batch over as the poller does, for
+// callers outside a poll (the benchmark's ceiling). A function, not a
+// method: every exported method of Activities is registered as an
+// activity.
+func HandOverBatch(ctx context.Context, a *Activities, log sdklog.Logger, msgs []mqclient.Message) {
+	a.handOverBatch(ctx, log, msgs)
+}
+
+// handOverBatch hands a consumed batch over with bounded concurrency;
+// failures are logged to log and leave their message for redelivery. The messages of
 // one key stay in arrival order, one after another, so the first delivered
 // version of a record becomes its row and a later, different one its
 // conflict, as a serial hand-over would decide.
-func (a *Activities) handOverAll(ctx, logCtx context.Context, msgs []mqclient.Message) {
+func (a *Activities) handOverBatch(ctx context.Context, log sdklog.Logger, msgs []mqclient.Message) {
 	conc := a.Settings.HandoverConcurrency
 	if conc <= 0 {
 		conc = 16
@@ -192,7 +202,7 @@ func (a *Activities) handOverAll(ctx, logCtx context.Context, msgs []mqclient.Me
 			defer func() { <-sem }()
 			for _, m := range g {
 				if err := a.handOver(ctx, m); err != nil {
-					activity.GetLogger(logCtx).Warn("message left for redelivery", "messageId", m.MessageID, "error", err)
+					log.Warn("message left for redelivery", "messageId", m.MessageID, "error", err)
 				}
 			}
 		}()

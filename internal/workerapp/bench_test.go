@@ -3,44 +3,108 @@ package workerapp
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/uber-go/tally/v4"
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
 
+	"github.com/syncbridge/syncbridge/activities"
+	"github.com/syncbridge/syncbridge/internal/acker"
 	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/histcost"
+	"github.com/syncbridge/syncbridge/internal/metrics"
+	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/testenv"
 )
 
-// BenchmarkDrain publishes a backlog, starts one worker and measures the
-// end-to-end drain into MariaDB through the embedded Temporal server:
-// messages/s, Temporal history events per record, broker HTTP calls per
-// message and database statements per message.
+// BenchmarkDrain measures, in one run on one embedded Temporal server and
+// one MariaDB, everything the lean record path is judged by:
 //
-//	go test -run '^$' -bench BenchmarkDrain -benchtime 1x ./internal/workerapp
+//   - ceiling: the new shape's bare ceiling: the same hand-over and
+//     RecordWorkflowV2 with no-op insert and ack (no broker, no database);
+//   - lean: the full pipeline draining a backlog (msgs/s, the ratio to the
+//     ceiling, history events and billable actions per record counted from
+//     the real histories, SQL statements and round trips per message from
+//     the server's counters, broker calls per message);
+//   - legacy: the pre-lean shape on the same data (signal-with-start,
+//     serial hand-over, regular activities, one transaction per insert),
+//     the baseline the speed-up is a ratio to;
+//   - recovery: a worker process (the real binary) killed with SIGKILL
+//     mid-drain and restarted at once: seconds until the drain is back to
+//     80% of its pre-kill rate.
 //
-// SYNCBRIDGE_BENCH_MESSAGES sets the backlog (default 2000, over 80% as
-// many keys, with duplicate delivery at 5%).
+//	go test -run '^$' -bench BenchmarkDrain -benchtime 1x -timeout 30m ./internal/workerapp
+//
+// SYNCBRIDGE_BENCH_MESSAGES sets the backlog (default 2000: 80% distinct
+// keys, the rest republished, a fifth of those changed, 1% malformed, with
+// 5% duplicate delivery). The database server's counters are global: run
+// it on a quiet server.
 func BenchmarkDrain(b *testing.B) {
 	n := 2000
 	if v, err := strconv.Atoi(os.Getenv("SYNCBRIDGE_BENCH_MESSAGES")); err == nil && v > 0 {
 		n = v
 	}
 	for i := 0; i < b.N; i++ {
-		benchDrainOnce(b, n)
+		b.StopTimer()
+		ceiling := benchCeiling(b, n)
+		lean := benchPipeline(b, n, false)
+		legacy := benchPipeline(b, n, true)
+		recovery := benchRecovery(b, 3*n/2)
+
+		b.ReportMetric(lean.rate, "msgs/s")
+		b.ReportMetric(ceiling, "ceiling_wf/s")
+		b.ReportMetric(lean.rate/ceiling, "x_ceiling")
+		b.ReportMetric(legacy.rate, "legacy_msgs/s")
+		b.ReportMetric(lean.rate/legacy.rate, "x_legacy")
+		b.ReportMetric(lean.eventsPerRecord, "events/record")
+		b.ReportMetric(lean.actionsPerRecord, "actions/record")
+		b.ReportMetric(lean.insertedEvents, "events/inserted_record")
+		b.ReportMetric(lean.insertedActions, "actions/inserted_record")
+		b.ReportMetric(lean.stmtsPerMsg, "db_stmts/msg")
+		b.ReportMetric(lean.tripsPerMsg, "db_round_trips/msg")
+		b.ReportMetric(lean.mqPerMsg, "mq_calls/msg")
+		b.ReportMetric(recovery.Seconds(), "recovery_s")
+		b.Logf("legacy shape: %.1f events/record, %.2f actions/record, %.2f db statements/msg, %.2f mq calls/msg",
+			legacy.eventsPerRecord, legacy.actionsPerRecord, legacy.stmtsPerMsg, legacy.mqPerMsg)
 	}
 }
 
-func benchDrainOnce(b *testing.B, n int) {
-	b.StopTimer()
+// benchData is the backlog the drains take. The ceiling takes it without
+// the malformed 1%: quarantine has no no-op stand-in.
+func benchData(n int, prefix string, bad float64) []syncevent.OutMessage {
+	return generate(syncevent.GenOptions{Count: n, DistinctKeys: n * 4 / 5, ChangedRate: 0.2, BadRate: bad, Seed: 99, KeyPrefix: prefix})
+}
+
+type drainResult struct {
+	rate                               float64
+	eventsPerRecord, actionsPerRecord  float64
+	insertedEvents, insertedActions    float64
+	stmtsPerMsg, tripsPerMsg, mqPerMsg float64
+}
+
+func benchPipeline(b *testing.B, n int, legacy bool) drainResult {
 	p := newPipe(b, mqemu.Config{InvisibleTime: time.Minute, Faults: mqemu.Faults{DuplicateRate: 0.05}, Seed: 1},
-		map[string]string{"SYNCBRIDGE_POLLERS": "2", "SYNCBRIDGE_MAX_INFLIGHT": "400"})
+		map[string]string{"SYNCBRIDGE_POLLERS": "2", "SYNCBRIDGE_MAX_INFLIGHT": "400", "SYNCBRIDGE_LOG_LEVEL": "warn"})
+	p.env.Logger = quietLogger()
 
 	// Count broker calls by fronting the emulator with a counting handler.
 	var mqCalls atomic.Int64
@@ -51,46 +115,95 @@ func benchDrainOnce(b *testing.B, n int) {
 	defer front.Close()
 	p.vars["ROCKETMQ_ENDPOINT"] = front.URL
 
-	msgs := generate(syncevent.GenOptions{Count: n, DistinctKeys: n * 4 / 5, ChangedRate: 0.2, Seed: 99, KeyPrefix: "bench-"})
+	msgs := benchData(n, "bench-", 0.01)
 	p.publish(msgs)
 	mqCalls.Store(0)
 
-	q0 := questions(b, p.env.DB)
-	b.StartTimer()
+	s0 := serverCounters(b, p.env.DB)
 	start := time.Now()
-	w := p.worker(Options{})
+	w := p.worker(Options{LegacyShape: legacy, Logger: quietLogger()})
 	p.waitDrained(len(msgs), 30*time.Minute)
 	elapsed := time.Since(start)
-	b.StopTimer()
-	q1 := questions(b, p.env.DB)
+	s1 := serverCounters(b, p.env.DB)
 	_ = w.stop()
 
-	events, records := historyEvents(b, p)
-	b.ReportMetric(float64(len(msgs))/elapsed.Seconds(), "msgs/s")
-	b.ReportMetric(float64(events)/float64(records), "events/record")
-	b.ReportMetric(float64(mqCalls.Load())/float64(len(msgs)), "mq_calls/msg")
-	b.ReportMetric(float64(q1-q0)/float64(len(msgs)), "db_stmts/msg")
-	b.Logf("drained %d messages (%d keys) in %s: %d record workflows, %d broker calls, %d database statements",
-		len(msgs), n*4/5, elapsed.Round(time.Millisecond), records, mqCalls.Load(), q1-q0)
+	all, inserted := historyCosts(b, p)
+	shape := "lean"
+	if legacy {
+		shape = "legacy"
+	}
+	b.Logf("%s: drained %d messages (%d keys) in %s: %d record workflows, %d broker calls, %d statements, %d round trips",
+		shape, len(msgs), n*4/5, elapsed.Round(time.Millisecond), all.records, mqCalls.Load(), s1.questions-s0.questions, s1.trips()-s0.trips())
+	m := float64(len(msgs))
+	return drainResult{
+		rate:             m / elapsed.Seconds(),
+		eventsPerRecord:  all.perRecord().events,
+		actionsPerRecord: all.perRecord().actions,
+		insertedEvents:   inserted.perRecord().events,
+		insertedActions:  inserted.perRecord().actions,
+		stmtsPerMsg:      float64(s1.questions-s0.questions) / m,
+		tripsPerMsg:      float64(s1.trips()-s0.trips()) / m,
+		mqPerMsg:         float64(mqCalls.Load()) / m,
+	}
 }
 
-// questions reads the server's statement counter. Other clients of the
-// server add to it, so run benchmarks alone.
-func questions(b *testing.B, db *sql.DB) int64 {
-	var name string
-	var v int64
-	if err := db.QueryRow("SHOW GLOBAL STATUS LIKE 'Questions'").Scan(&name, &v); err != nil {
+// counters are the database server's command counters. Questions counts
+// statements (COM_QUERY and prepared executions); a round trip is also
+// spent on every prepare and reset.
+type counters struct{ questions, prepares, resets int64 }
+
+func (c counters) trips() int64 { return c.questions + c.prepares + c.resets }
+
+func serverCounters(b *testing.B, db *sql.DB) counters {
+	rows, err := db.Query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_stmt_prepare', 'Com_stmt_reset')")
+	if err != nil {
 		b.Fatal(err)
 	}
-	return v
+	defer rows.Close()
+	var c counters
+	for rows.Next() {
+		var name string
+		var v int64
+		if err := rows.Scan(&name, &v); err != nil {
+			b.Fatal(err)
+		}
+		switch strings.ToLower(name) {
+		case "questions":
+			c.questions = v
+		case "com_stmt_prepare":
+			c.prepares = v
+		case "com_stmt_reset":
+			c.resets = v
+		}
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	return c
 }
 
-func historyEvents(b *testing.B, p *pipe) (events, records int64) {
+type costSum struct {
+	records int
+	cost    histcost.Cost
+}
+
+type perRecord struct{ events, actions float64 }
+
+func (s costSum) perRecord() perRecord {
+	if s.records == 0 {
+		return perRecord{}
+	}
+	return perRecord{float64(s.cost.Events) / float64(s.records), float64(s.cost.Actions) / float64(s.records)}
+}
+
+// historyCosts prices every record workflow's history on this pipe's task
+// queue, in all and for those whose outcome was a plain insert.
+func historyCosts(b *testing.B, p *pipe) (all, inserted costSum) {
 	ctx := context.Background()
 	var token []byte
 	for {
 		resp, err := p.env.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query:         "WorkflowType = '" + contract.RecordWorkflowName + "' AND TaskQueue = '" + p.env.TaskQueue + "'",
+			Query:         contract.RecordTypesQuery + " AND TaskQueue = '" + p.env.TaskQueue + "'",
 			PageSize:      500,
 			NextPageToken: token,
 		})
@@ -98,11 +211,230 @@ func historyEvents(b *testing.B, p *pipe) (events, records int64) {
 			b.Fatal(err)
 		}
 		for _, e := range resp.GetExecutions() {
-			events += e.GetHistoryLength()
-			records++
+			evs := p.history(e.GetExecution().GetWorkflowId())
+			c := histcost.Of(evs)
+			all.records++
+			all.cost = all.cost.Add(c)
+			var res contract.RecordResult
+			last := evs[len(evs)-1].GetWorkflowExecutionCompletedEventAttributes().GetResult()
+			if last != nil && p.env.Client != nil {
+				if err := decodeResult(last, &res); err == nil && res.Outcome == contract.OutcomeInserted {
+					inserted.records++
+					inserted.cost = inserted.cost.Add(c)
+				}
+			}
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
-			return events, records
+			return all, inserted
 		}
 	}
+}
+
+// benchCeiling runs the new shape with nothing behind it: the same
+// hand-over (two "pollers" handing batches of 16 over concurrently) and
+// RecordWorkflowV2 whose local insert and ack return at once. It returns
+// record workflows per second.
+func benchCeiling(b *testing.B, n int) float64 {
+	env := testenv.New(b)
+	acts := &activities.Activities{
+		Committer: noopCommitter{},
+		Acker:     noopAcker{},
+		Temporal:  env.Client,
+		Metrics:   metrics.NewPipeline(tally.NoopScope),
+		Settings:  activities.Settings{TaskQueue: env.TaskQueue, WorkflowIDPrefix: env.TaskQueue + "/", Topic: env.Topic, Group: env.Group},
+	}
+	w := worker.New(env.Client, env.TaskQueue, worker.Options{})
+	Register(w, acts)
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+
+	msgs := benchData(n, "ceiling-", 0)
+	var batches [][]mqclient.Message
+	for i := 0; i < len(msgs); i += 16 {
+		var batch []mqclient.Message
+		for j := i; j < min(i+16, len(msgs)); j++ {
+			batch = append(batch, mqclient.Message{MessageID: fmt.Sprintf("m%d", j), Key: msgs[j].Key, Tag: msgs[j].Tag,
+				ReceiptHandle: fmt.Sprintf("h%d", j), Body: msgs[j].Body, ConsumedTimes: 1})
+		}
+		batches = append(batches, batch)
+	}
+	log := sdklog.NewStructuredLogger(quietLogger())
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(len(batches)); i = next.Add(1) - 1 {
+				activities.HandOverBatch(context.Background(), acts, log, batches[i])
+			}
+		}()
+	}
+	wg.Wait()
+	q := fmt.Sprintf("%s AND TaskQueue = '%s' AND ExecutionStatus = 'Running'", contract.RecordTypesQuery, env.TaskQueue)
+	for {
+		resp, err := env.Client.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if resp.GetCount() == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.Logf("ceiling: %d messages handed to no-op lean records in %s", len(msgs), elapsed.Round(time.Millisecond))
+	return float64(len(msgs)) / elapsed.Seconds()
+}
+
+type noopCommitter struct{}
+
+func (noopCommitter) Insert(context.Context, syncevent.Event) (store.Outcome, error) {
+	return store.Inserted, nil
+}
+
+type noopAcker struct{}
+
+func (noopAcker) Ack(_ context.Context, handles []string) (acker.Result, error) {
+	return acker.Result{Acked: len(handles)}, nil
+}
+
+// benchRecovery drains through a worker process, kills it with SIGKILL
+// once a third of the keys are stored, starts a new one at once, and
+// returns how long after the kill the drain was back to 80% of the rate
+// it had before.
+func benchRecovery(b *testing.B, n int) time.Duration {
+	p := newPipe(b, mqemu.Config{InvisibleTime: time.Minute, Seed: 1},
+		map[string]string{"SYNCBRIDGE_POLLERS": "2", "SYNCBRIDGE_MAX_INFLIGHT": "400", "SYNCBRIDGE_LOG_LEVEL": "warn"})
+	p.env.Logger = quietLogger()
+	// Migrate first, so the row counter below has a table to count.
+	w := p.worker(Options{Logger: quietLogger()})
+	_ = w.stop()
+	msgs := generate(syncevent.GenOptions{Count: n, Seed: 5, KeyPrefix: "recovery-"})
+	p.publish(msgs)
+	bin := workerBinary(b)
+
+	var samples []rowSample
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			mu.Lock()
+			samples = append(samples, rowSample{time.Now(), countRows(nil, p.env.DB)})
+			mu.Unlock()
+		}
+	}()
+	defer close(done)
+	rowsAt := func() int { mu.Lock(); defer mu.Unlock(); return samples[len(samples)-1].rows }
+
+	first := p.process(bin)
+	waitBench(b, 5*time.Minute, func() bool { mu.Lock(); defer mu.Unlock(); return len(samples) > 0 && samples[len(samples)-1].rows >= n/3 })
+	killAt := time.Now()
+	_ = first.Process.Signal(syscall.SIGKILL)
+	_ = first.Wait()
+	second := p.process(bin)
+	defer func() { _ = second.Process.Signal(syscall.SIGTERM); _ = second.Wait() }()
+	waitBench(b, 10*time.Minute, func() bool { return rowsAt() >= n })
+
+	mu.Lock()
+	defer mu.Unlock()
+	before := rateBetween(samples, killAt.Add(-5*time.Second), killAt)
+	for _, s := range samples {
+		if s.at.Before(killAt.Add(2 * time.Second)) {
+			continue
+		}
+		if rateBetween(samples, s.at.Add(-2*time.Second), s.at) >= 0.8*before {
+			rec := s.at.Sub(killAt)
+			b.Logf("recovery: %.0f rows/s before the SIGKILL; back to >= 80%% after %s", before, rec.Round(100*time.Millisecond))
+			return rec
+		}
+	}
+	b.Logf("recovery: %.0f rows/s before the SIGKILL; never back to 80%% before the backlog ran out", before)
+	return time.Since(killAt)
+}
+
+type rowSample struct {
+	at   time.Time
+	rows int
+}
+
+// rateBetween is rows per second stored in [from, to].
+func rateBetween(samples []rowSample, from, to time.Time) float64 {
+	var a, z *rowSample
+	for i := range samples {
+		s := &samples[i]
+		if a == nil && !s.at.Before(from) {
+			a = s
+		}
+		if !s.at.After(to) {
+			z = s
+		}
+	}
+	if a == nil || z == nil || !z.at.After(a.at) {
+		return 0
+	}
+	return float64(z.rows-a.rows) / z.at.Sub(a.at).Seconds()
+}
+
+func waitBench(b *testing.B, timeout time.Duration, cond func() bool) {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("timed out after %s", timeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// workerBinary builds the production worker (without the dev stack).
+func workerBinary(tb testing.TB) string {
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "syncbridge-worker-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "worker")
+		out, err := exec.Command("go", "build", "-tags", "nodev", "-o", binPath, "../../worker").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// process starts the worker binary with this pipe's configuration.
+func (p *pipe) process(bin string) *exec.Cmd {
+	p.t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = os.Environ()
+	for k, v := range p.vars {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, "SYNCBRIDGE_METRICS_ADDR=off")
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	return cmd
+}
+
+func decodeResult(p *commonpb.Payloads, v any) error {
+	return converter.GetDefaultDataConverter().FromPayloads(p, v)
 }
