@@ -46,6 +46,8 @@ type Store struct {
 	// beforeCommit, set only by tests, runs after Insert's statements and
 	// before COMMIT, to break the connection at the worst moment.
 	beforeCommit func(ctx context.Context, tx *sql.Tx) error
+	// onRetry, set only by tests, sees each error retryTx retries.
+	onRetry func(err error)
 }
 
 // New returns a Store on db, which should come from Open (strict sql_mode,
@@ -179,7 +181,7 @@ func (s *Store) Insert(ctx context.Context, ev syncevent.Event) (Outcome, error)
 	if ev.Key == "" || ev.PatientID == "" || ev.Hash == "" {
 		return "", ErrIncompleteEvent
 	}
-	return retryTx(ctx, func() (Outcome, error) { return s.insertOnce(ctx, ev) })
+	return retryTx(ctx, s.onRetry, func() (Outcome, error) { return s.insertOnce(ctx, ev) })
 }
 
 // retryTx runs one transaction attempt, again after a deadlock or a
@@ -188,11 +190,14 @@ func (s *Store) Insert(ctx context.Context, ev syncevent.Event) (Outcome, error)
 // times in all. Other errors, lock wait timeouts included, are returned at
 // once: a lock wait already took innodb_lock_wait_timeout, and the caller's
 // own retry policy knows its deadline.
-func retryTx[T any](ctx context.Context, attempt func() (T, error)) (T, error) {
+func retryTx[T any](ctx context.Context, onRetry func(error), attempt func() (T, error)) (T, error) {
 	for n := 1; ; n++ {
 		out, err := attempt()
 		if err == nil || !isRetryableTx(err) || n == maxInsertAttempts {
 			return out, err
+		}
+		if onRetry != nil {
+			onRetry(err)
 		}
 		// Jitter so the deadlocked peers do not collide again in lockstep.
 		wait := time.Duration(n)*deadlockBackoff + rand.N(deadlockBackoff)
