@@ -1,0 +1,105 @@
+package groupcommit
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/syncbridge/syncbridge/internal/store"
+	"github.com/syncbridge/syncbridge/internal/store/storetest"
+	"github.com/syncbridge/syncbridge/internal/syncevent"
+)
+
+func parse(t *testing.T, key, msg, notes string) syncevent.Event {
+	t.Helper()
+	e, err := syncevent.Parse(key, msg, fmt.Appendf(nil, `{"patientData":{"patientId":"P1","notes":%q},"deviceTimestamp":1}`, notes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// 200 concurrent callers against the real store: each gets Insert's
+// answer, the rows are what one Insert per message would leave, and the
+// callers shared far fewer transactions than there were messages.
+func TestCommitterWithStore(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	db, err := store.Open(ctx, storetest.NewDatabase(t), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st := store.New(db)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 20 existing records, each met again by a duplicate (another message,
+	// same content) and a conflict (other content).
+	for i := range 20 {
+		if _, err := st.Insert(ctx, parse(t, fmt.Sprintf("old-%02d", i), fmt.Sprintf("first-%02d", i), "a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type call struct {
+		ev   syncevent.Event
+		want store.Outcome
+	}
+	var calls []call
+	for i := range 160 {
+		calls = append(calls, call{parse(t, fmt.Sprintf("new-%03d", i), fmt.Sprintf("m-new-%03d", i), "n"), store.Inserted})
+	}
+	for i := range 20 {
+		calls = append(calls,
+			call{parse(t, fmt.Sprintf("old-%02d", i), fmt.Sprintf("m-dup-%02d", i), "a"), store.Duplicate},
+			call{parse(t, fmt.Sprintf("old-%02d", i), fmt.Sprintf("m-conf-%02d", i), "b"), store.Conflict})
+	}
+	bad := parse(t, "bad", "m-bad", "x")
+	bad.PatientID = string(make([]byte, 100)) // longer than patient_id's 64
+	var (
+		mu               sync.Mutex
+		batches, maxSize int
+	)
+	c := New(st, Options{OnBatch: func(size int, took time.Duration, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		batches++
+		maxSize = max(maxSize, size)
+	}})
+	defer c.Close()
+
+	var wg sync.WaitGroup
+	for _, cl := range calls {
+		wg.Go(func() {
+			out, err := c.Insert(ctx, cl.ev)
+			if err != nil || out != cl.want {
+				t.Errorf("%s %s: %v, %v; want %s", cl.ev.Key, cl.ev.MessageID, out, err, cl.want)
+			}
+		})
+	}
+	wg.Go(func() {
+		if _, err := c.Insert(ctx, bad); !store.IsBadData(err) {
+			t.Errorf("bad event: %v, want bad data", err)
+		}
+	})
+	wg.Wait()
+	n := len(calls) + 1
+	mu.Lock()
+	t.Logf("%d messages in %d InsertBatch calls (largest %d)", n, batches, maxSize)
+	if batches >= n/2 {
+		t.Errorf("%d InsertBatch calls for %d concurrent messages", batches, n)
+	}
+	mu.Unlock()
+	if got, err := st.CountRecords(ctx); err != nil || got != 180 {
+		t.Errorf("CountRecords = %d, %v; want 180", got, err)
+	}
+	for i := range 20 {
+		key := fmt.Sprintf("old-%02d", i)
+		row, _, err := st.Record(ctx, key)
+		cs, cerr := st.Conflicts(ctx, key)
+		if err != nil || cerr != nil || row.MessageID != fmt.Sprintf("first-%02d", i) || len(cs) != 1 || cs[0].MessageID != fmt.Sprintf("m-conf-%02d", i) {
+			t.Errorf("%s: row %+v, conflicts %+v (%v %v)", key, row, cs, err, cerr)
+		}
+	}
+}
