@@ -1,6 +1,8 @@
 package groupcommit
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -101,5 +103,63 @@ func TestCommitterWithStore(t *testing.T) {
 		if err != nil || cerr != nil || row.MessageID != fmt.Sprintf("first-%02d", i) || len(cs) != 1 || cs[0].MessageID != fmt.Sprintf("m-conf-%02d", i) {
 			t.Errorf("%s: row %+v, conflicts %+v (%v %v)", key, row, cs, err, cerr)
 		}
+	}
+}
+
+// gatedStore holds each InsertBatch call until released.
+type gatedStore struct {
+	*store.Store
+	started chan struct{}
+	release chan struct{}
+}
+
+func (g gatedStore) InsertBatch(ctx context.Context, evs []syncevent.Event) []store.BatchResult {
+	g.started <- struct{}{}
+	<-g.release
+	return g.Store.InsertBatch(ctx, evs)
+}
+
+// A caller that gives up while its batch is under way gets ctx.Err(); the
+// batch still commits, and the caller's retry (the activity retrying) is
+// told Inserted, not Duplicate: the row is its own message's.
+func TestCommitterCallerGivesUpThenRetries(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	db, err := store.Open(ctx, storetest.NewDatabase(t), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st := store.New(db)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g := gatedStore{Store: st, started: make(chan struct{}, 1), release: make(chan struct{})}
+	c := New(g, Options{})
+	defer c.Close()
+
+	e := parse(t, "k", "m1", "n")
+	callCtx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() { _, err := c.Insert(callCtx, e); errc <- err }()
+	<-g.started
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("caller that gave up: %v, want context.Canceled", err)
+	}
+	close(g.release) // the batch commits after all
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if _, ok, err := st.Record(ctx, "k"); err != nil || ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("abandoned batch never committed")
+		}
+	}
+	if out, err := c.Insert(ctx, e); err != nil || out != store.Inserted {
+		t.Errorf("retry: %v, %v; want inserted", out, err)
+	}
+	if n, err := st.CountRecords(ctx); err != nil || n != 1 {
+		t.Errorf("CountRecords = %d, %v; want 1", n, err)
 	}
 }
