@@ -66,6 +66,8 @@ func (s *Store) InsertBatch(ctx context.Context, evs []syncevent.Event) []BatchR
 		rounds[r] = append(rounds[r], i)
 	}
 	for _, idx := range rounds {
+		// Byte order is utf8mb4_bin's (the key column's) for valid UTF-8,
+		// so rows are locked in index order.
 		slices.SortFunc(idx, func(a, b int) int { return strings.Compare(evs[a].Key, evs[b].Key) })
 		for len(idx) > 0 {
 			n, bytes := 0, 0
@@ -84,9 +86,10 @@ func (s *Store) InsertBatch(ctx context.Context, evs []syncevent.Event) []BatchR
 	return res
 }
 
-// eventBytes approximates what an event adds to the INSERT statements.
+// eventBytes approximates what an event adds to the larger of the batch's
+// INSERT statements (the records one; a conflict row is smaller).
 func eventBytes(ev syncevent.Event) int {
-	return 2*len(ev.Payload) + len(ev.Notes) + len(ev.Key) + len(ev.MessageID) + len(ev.PatientID) + 3*len(ev.Hash) + 64
+	return len(ev.Payload) + len(ev.Notes) + len(ev.Key) + len(ev.MessageID) + len(ev.PatientID) + len(ev.Hash) + 64
 }
 
 // insertChunk stores evs[idx] (distinct keys, sorted) in one transaction

@@ -540,3 +540,39 @@ func TestInsertBatchStatementCount(t *testing.T) {
 	}
 	measure("mixed", mixed, want)
 }
+
+// A batch is split into transactions that stay under the row and byte
+// bounds, whatever the caller passes.
+func TestInsertBatchSplitsLargeBatches(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := testCtx(t)
+	commits := 0
+	s.beforeCommit = func(context.Context, *sql.Tx) error { commits++; return nil }
+	defer func() { s.beforeCommit = nil }()
+
+	var many []syncevent.Event
+	for i := range maxBatchRows + 2 {
+		many = append(many, mustParse(t, fmt.Sprintf("row-%04d", i), "m", body("P1", "n", "1")))
+	}
+	batchOK(t, s, ctx, many)
+	if commits != 2 {
+		t.Errorf("%d events in %d transactions, want 2 (at most %d rows each)", len(many), commits, maxBatchRows)
+	}
+
+	commits = 0
+	var big []syncevent.Event
+	for i := range 6 {
+		ev := mustParse(t, fmt.Sprintf("big-%d", i), "m", body("P1", "n", "1"))
+		ev.Payload = bytes.Repeat([]byte{'x'}, maxBatchBytes/3-1024) // three fit in one statement
+		big = append(big, ev)
+	}
+	batchOK(t, s, ctx, big)
+	if commits != 2 {
+		t.Errorf("6 events of %d bytes in %d transactions, want 2 (at most %d bytes each)", len(big[0].Payload), commits, maxBatchBytes)
+	}
+	row, _, err := s.Record(ctx, "big-5")
+	if err != nil || !bytes.Equal(row.Payload, big[5].Payload) {
+		t.Errorf("large payload not stored intact (%v)", err)
+	}
+}
