@@ -163,3 +163,93 @@ func TestCommitterCallerGivesUpThenRetries(t *testing.T) {
 		t.Errorf("CountRecords = %d, %v; want 1", n, err)
 	}
 }
+
+// The target of issue 9: in a flood, at most 1.2 statements and 0.5 round
+// trips per message (one transaction per message took 3 to 5 statements
+// and 4 to 8 round trips). Round trips are counted on every connection;
+// statements on the session of a one-connection pool, the only way to count
+// them on the shared server, and with four connections too.
+func TestCommitterFloodCost(t *testing.T) {
+	t.Parallel()
+	for _, pool := range []int{1, 4} {
+		t.Run(fmt.Sprintf("pool %d", pool), func(t *testing.T) {
+			t.Parallel()
+			floodCost(t, pool)
+		})
+	}
+}
+
+func floodCost(t *testing.T, pool int) {
+	ctx := testCtx(t)
+	dsn, trips := storetest.CountRoundTrips(storetest.NewDatabase(t))
+	db, err := store.Open(ctx, dsn, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st := store.New(db)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if _, err := st.Insert(ctx, parse(t, fmt.Sprintf("old-%02d", i), "first", "a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var evs []syncevent.Event
+	for i := range 160 {
+		evs = append(evs, parse(t, fmt.Sprintf("new-%03d", i), fmt.Sprintf("m-%03d", i), "n"))
+	}
+	for i := range 20 {
+		notes := "a" // a duplicate
+		if i%2 == 1 {
+			notes = "b" // a conflict
+		}
+		evs = append(evs, parse(t, fmt.Sprintf("old-%02d", i), fmt.Sprintf("m-old-%02d", i), notes))
+	}
+	c := New(st, Options{})
+	defer c.Close()
+	if c.Concurrency() != pool {
+		t.Fatalf("Concurrency %d, want %d", c.Concurrency(), pool)
+	}
+
+	// With one connection, its session is the committer's only one.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q0, err := storetest.Questions(ctx, conn)
+	_ = conn.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := trips.Load()
+	var wg sync.WaitGroup
+	for _, e := range evs {
+		wg.Go(func() {
+			if _, err := c.Insert(ctx, e); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	rt := trips.Load() - t0
+	perTrip := float64(rt) / float64(len(evs))
+	t.Logf("%d messages over %d connections: %d round trips (%.2f each)", len(evs), pool, rt, perTrip)
+	if perTrip > 0.5 {
+		t.Errorf("%.2f round trips per message, want at most 0.5", perTrip)
+	}
+	if pool != 1 {
+		return
+	}
+	q1, err := storetest.Questions(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmts := q1 - q0 - 1 // the second reading counts itself
+	perStmt := float64(stmts) / float64(len(evs))
+	t.Logf("%d statements (%.2f each)", stmts, perStmt)
+	if perStmt > 1.2 {
+		t.Errorf("%.2f statements per message, want at most 1.2", perStmt)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -428,45 +427,12 @@ func TestInsertBatchConcurrent(t *testing.T) {
 	}
 }
 
-// tripConn counts round trips: each time the client, having written,
-// turns to read the server's answer.
-type tripConn struct {
-	net.Conn
-	wrote atomic.Bool
-	trips *atomic.Int64
-}
-
-func (c *tripConn) Write(p []byte) (int, error) {
-	c.wrote.Store(true)
-	return c.Conn.Write(p)
-}
-
-func (c *tripConn) Read(p []byte) (int, error) {
-	if c.wrote.Swap(false) {
-		c.trips.Add(1)
-	}
-	return c.Conn.Read(p)
-}
-
-var tripNet atomic.Int64
-
 // countingStore opens a migrated one-connection store whose round trips are
-// counted, and a function returning the session's Questions (statements
-// run) so far. One connection makes the session counter the store's own,
-// whatever other tests do on the shared server.
-func countingStore(t *testing.T) (s *Store, trips *atomic.Int64, questions func() int64) {
+// counted, and a function returning the session's statements so far. One
+// connection makes the session counter the store's own.
+func countingStore(t *testing.T) (s *Store, trips *storetest.RoundTrips, questions func() int64) {
 	t.Helper()
-	trips = new(atomic.Int64)
-	name := fmt.Sprintf("sbtrips%d", tripNet.Add(1))
-	mysql.RegisterDialContext(name, func(ctx context.Context, addr string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		return &tripConn{Conn: c, trips: trips}, nil
-	})
-	dsn := strings.Replace(storetest.NewDatabase(t), "@tcp(", "@"+name+"(", 1)
+	dsn, trips := storetest.CountRoundTrips(storetest.NewDatabase(t))
 	ctx := testCtx(t)
 	db, err := Open(ctx, dsn, 1)
 	if err != nil {
@@ -478,9 +444,8 @@ func countingStore(t *testing.T) (s *Store, trips *atomic.Int64, questions func(
 		t.Fatal(err)
 	}
 	questions = func() int64 {
-		var name string
-		var n int64
-		if err := db.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Questions'").Scan(&name, &n); err != nil {
+		n, err := storetest.Questions(ctx, db)
+		if err != nil {
 			t.Fatal(err)
 		}
 		return n
