@@ -111,6 +111,7 @@ const (
 	erWrongValueForType    = 1411
 	erDataTooLong          = 1406
 	erNoReferencedRow      = 1452 // foreign key
+	erDupEntry             = 1062
 	erDataOutOfRange       = 1264
 	erWarnDataTruncated    = 1265
 	erInvalidCharacter     = 1300
@@ -209,4 +210,12 @@ func IsBadData(err error) bool {
 func isDeadlock(err error) bool {
 	var me *mysql.MySQLError
 	return errors.As(err, &me) && me.Number == erLockDeadlock
+}
+
+// isRetryableTx reports a transaction that failed only because of a
+// concurrent one: a deadlock victim, or a duplicate key another
+// transaction committed first. Running it again sees the other's rows.
+func isRetryableTx(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && (me.Number == erLockDeadlock || me.Number == erDupEntry)
 }

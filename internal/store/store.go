@@ -46,6 +46,8 @@ type Store struct {
 	// beforeCommit, set only by tests, runs after Insert's statements and
 	// before COMMIT, to break the connection at the worst moment.
 	beforeCommit func(ctx context.Context, tx *sql.Tx) error
+	// onRetry, set only by tests, sees each error retryTx retries.
+	onRetry func(err error)
 }
 
 // New returns a Store on db, which should come from Open (strict sql_mode,
@@ -139,7 +141,7 @@ const (
 		(local_record_id, message_id, patient_id, notes, device_time, payload, payload_hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON DUPLICATE KEY UPDATE local_record_id = local_record_id`
-	existingHashSQL = `SELECT payload_hash FROM patient_records WHERE local_record_id = ? FOR UPDATE`
+	existingRowSQL = `SELECT message_id, payload_hash FROM patient_records WHERE local_record_id = ? FOR UPDATE`
 	// The unique key (local_record_id, payload_hash) makes a redelivered
 	// conflicting message a no-op.
 	insertConflictSQL = `INSERT INTO sync_conflicts
@@ -148,10 +150,10 @@ const (
 		ON DUPLICATE KEY UPDATE id = id`
 )
 
-// Deadlock retries inside Insert. InnoDB may pick an Insert as a deadlock
-// victim when many workers hit the same key; the whole transaction was
-// rolled back, so running it again is safe and cheaper than failing the
-// activity.
+// Deadlock retries inside Insert and InsertBatch. InnoDB may pick an
+// insert as a deadlock victim when many workers hit the same key; the whole
+// transaction was rolled back, so running it again is safe and cheaper than
+// failing the activity.
 const (
 	maxInsertAttempts = 4
 	deadlockBackoff   = 10 * time.Millisecond
@@ -162,7 +164,14 @@ const (
 // row: 1 affected row means this call inserted it, 0 means the key was
 // there. Only then is the existing hash read (under the row lock the
 // statement already holds) to tell Duplicate from Conflict, so concurrent
-// calls for one key yield exactly one Inserted.
+// calls for one key yield exactly one Inserted per message.
+//
+// The outcome is truthful for a retried message: when the stored row has
+// this event's hash and its (non-empty) message ID, an earlier attempt of
+// this same message stored it, e.g. one whose COMMIT succeeded but whose
+// reply was lost, and the outcome is Inserted, not Duplicate. Without a
+// message ID an event cannot be told from another copy and a stored equal
+// row is a Duplicate.
 //
 // On Conflict the stored record is not touched; the incoming version is
 // kept in sync_conflicts once per (key, payload hash). All of it is one
@@ -172,16 +181,29 @@ func (s *Store) Insert(ctx context.Context, ev syncevent.Event) (Outcome, error)
 	if ev.Key == "" || ev.PatientID == "" || ev.Hash == "" {
 		return "", ErrIncompleteEvent
 	}
-	for attempt := 1; ; attempt++ {
-		out, err := s.insertOnce(ctx, ev)
-		if err == nil || !isDeadlock(err) || attempt == maxInsertAttempts {
+	return retryTx(ctx, s.onRetry, func() (Outcome, error) { return s.insertOnce(ctx, ev) })
+}
+
+// retryTx runs one transaction attempt, again after a deadlock or a
+// duplicate-key error (both leave nothing behind once rolled back, and the
+// next attempt sees the rows that caused them), at most maxInsertAttempts
+// times in all. Other errors, lock wait timeouts included, are returned at
+// once: a lock wait already took innodb_lock_wait_timeout, and the caller's
+// own retry policy knows its deadline.
+func retryTx[T any](ctx context.Context, onRetry func(error), attempt func() (T, error)) (T, error) {
+	for n := 1; ; n++ {
+		out, err := attempt()
+		if err == nil || !isRetryableTx(err) || n == maxInsertAttempts {
 			return out, err
 		}
+		if onRetry != nil {
+			onRetry(err)
+		}
 		// Jitter so the deadlocked peers do not collide again in lockstep.
-		wait := time.Duration(attempt)*deadlockBackoff + rand.N(deadlockBackoff)
+		wait := time.Duration(n)*deadlockBackoff + rand.N(deadlockBackoff)
 		select {
 		case <-ctx.Done():
-			return "", err
+			return out, err
 		case <-time.After(wait):
 		}
 	}
@@ -216,12 +238,18 @@ func (s *Store) insertOnce(ctx context.Context, ev syncevent.Event) (Outcome, er
 	case 1:
 		out = Inserted
 	case 0:
-		var existing string
-		if err := tx.QueryRowContext(ctx, existingHashSQL, ev.Key).Scan(&existing); err != nil {
+		var (
+			existingMsg sql.NullString
+			existing    string
+		)
+		if err := tx.QueryRowContext(ctx, existingRowSQL, ev.Key).Scan(&existingMsg, &existing); err != nil {
 			return "", wrap("insert: read existing hash", err)
 		}
 		if existing == ev.Hash {
 			out = Duplicate
+			if ev.MessageID != "" && existingMsg.String == ev.MessageID {
+				out = Inserted
+			}
 			break
 		}
 		out = Conflict

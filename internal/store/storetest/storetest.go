@@ -13,7 +13,10 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,4 +81,62 @@ func NewDatabase(t testing.TB) string {
 		}
 	})
 	return fmt.Sprintf("root@tcp(%s)/%s", Addr(), name)
+}
+
+// RoundTrips is a round-trip count of the connections opened through a DSN
+// from CountRoundTrips.
+type RoundTrips struct{ n atomic.Int64 }
+
+// Load returns the round trips so far.
+func (r *RoundTrips) Load() int64 { return r.n.Load() }
+
+// tripConn counts a round trip each time the client, having written,
+// turns to read the server's answer.
+type tripConn struct {
+	net.Conn
+	wrote atomic.Bool
+	trips *RoundTrips
+}
+
+func (c *tripConn) Write(p []byte) (int, error) {
+	c.wrote.Store(true)
+	return c.Conn.Write(p)
+}
+
+func (c *tripConn) Read(p []byte) (int, error) {
+	if c.wrote.Swap(false) {
+		c.trips.n.Add(1)
+	}
+	return c.Conn.Read(p)
+}
+
+var tripNets atomic.Int64
+
+// CountRoundTrips returns dsn (as NewDatabase makes it) rewritten to dial
+// through a counter of client/server round trips: what batching saves.
+func CountRoundTrips(dsn string) (string, *RoundTrips) {
+	trips := new(RoundTrips)
+	name := fmt.Sprintf("storetest_trips_%d", tripNets.Add(1))
+	mysql.RegisterDialContext(name, func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &tripConn{Conn: c, trips: trips}, nil
+	})
+	return strings.Replace(dsn, "@tcp(", "@"+name+"(", 1), trips
+}
+
+// Questions returns the number of statements the server has run for the
+// session of conn (SHOW SESSION STATUS 'Questions'), the reading itself
+// included. A session counter is immune to other tests on the shared
+// server.
+func Questions(ctx context.Context, conn interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (int64, error) {
+	var name string
+	var n int64
+	err := conn.QueryRowContext(ctx, "SHOW SESSION STATUS LIKE 'Questions'").Scan(&name, &n)
+	return n, err
 }
