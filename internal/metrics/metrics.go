@@ -73,6 +73,10 @@ type Pipeline struct {
 	InsertLatency          tally.Timer
 	AckLatency             tally.Timer
 	AckedHandles           tally.Counter
+	// CommitBatchSize is how many inserts shared one transaction (group
+	// commit); CommitLatency how long that transaction took.
+	CommitBatchSize tally.Histogram
+	CommitLatency   tally.Timer
 	// ExpiredHandles: refused by the broker at ack time (expired or
 	// superseded). The record is committed regardless.
 	ExpiredHandles tally.Counter
@@ -92,6 +96,8 @@ func NewPipeline(scope tally.Scope) *Pipeline {
 		InsertLatency:          scope.Timer("insert_latency"),
 		AckLatency:             scope.Timer("ack_latency"),
 		AckedHandles:           scope.Counter("acked_handles"),
+		CommitBatchSize:        scope.Histogram("commit_batch_size", tally.ValueBuckets{1, 2, 4, 8, 16, 32, 64, 128}),
+		CommitLatency:          scope.Timer("commit_latency"),
 		ExpiredHandles:         scope.Counter("expired_handles"),
 	}
 }

@@ -97,6 +97,12 @@ func Open(ctx context.Context, dsn string, maxOpenConns int) (*sql.DB, error) {
 	// drops such a connection (driver.ErrBadConn) so the pool reconnects to
 	// the new primary on the next attempt.
 	cfg.RejectReadOnly = true
+	// Parameters are escaped by the driver and sent with the statement:
+	// one round trip per statement instead of prepare, execute and close.
+	// The driver rejects this for the few multibyte character sets where
+	// client-side escaping is unsafe (BIG5, CP932, GB2312, GBK, SJIS); the
+	// schema is utf8mb4.
+	cfg.InterpolateParams = true
 	if cfg.Timeout == 0 {
 		cfg.Timeout = defaultDialTimeout
 	}

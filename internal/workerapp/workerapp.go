@@ -23,6 +23,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/codec"
 	"github.com/syncbridge/syncbridge/internal/config"
 	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/groupcommit"
 	"github.com/syncbridge/syncbridge/internal/metrics"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/store"
@@ -143,17 +144,30 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	})
 	defer ack.Close()
 
+	// Inserts of concurrent records share transactions; Close runs before
+	// the database closes (defers run in reverse).
+	commits := groupcommit.New(st, groupcommit.Options{
+		MaxBatch: cfg.Pipeline.CommitBatch,
+		OnBatch: func(n int, took time.Duration, _ error) {
+			reg.Pipeline.CommitBatchSize.RecordValue(float64(n))
+			reg.Pipeline.CommitLatency.Record(took)
+		},
+	})
+	defer commits.Close()
+
 	// Readiness checks run in the background; served below (health.go).
 	health := newWorkerHealth(cfg, db, tc, log)
 	stopHealth := health.Start(ctx)
 	defer stopHealth()
 
 	acts := &activities.Activities{
-		Store:    st,
-		Acker:    ack,
-		Consumer: consumer,
-		Temporal: tc,
-		Metrics:  reg.Pipeline,
+		Store: st,
+		// The legacy shape is the pre-lean baseline: one transaction per insert.
+		Committer: committerUnless(o.LegacyShape, commits),
+		Acker:     ack,
+		Consumer:  consumer,
+		Temporal:  tc,
+		Metrics:   reg.Pipeline,
 		Settings: activities.Settings{
 			TaskQueue:        cfg.Temporal.TaskQueue,
 			WorkflowIDPrefix: cfg.Pipeline.WorkflowIDPrefix,
@@ -219,6 +233,13 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	w.Stop()
 	log.Info("worker stopped")
 	return nil
+}
+
+func committerUnless(legacy bool, c *groupcommit.Committer) activities.Committer {
+	if legacy {
+		return nil
+	}
+	return c
 }
 
 // EnsurePollers starts the poller workflows that are not running. Every
