@@ -116,20 +116,7 @@ func TestPoisonMessagesAreQuarantinedOnce(t *testing.T) {
 // and nothing doubled.
 func TestDatabaseOutageMidDrain(t *testing.T) {
 	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, nil)
-	cfg, err := mysql.ParseDSN(p.env.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy, err := tcpproxy.Start(cfg.Addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer proxy.Close()
-	cfg.Addr = proxy.Addr()
-	cfg.Timeout = 2 * time.Second
-	cfg.ReadTimeout = 5 * time.Second
-	cfg.WriteTimeout = 5 * time.Second
-	p.vars["POLARDB_DSN"] = cfg.FormatDSN()
+	proxy := p.proxyDatabase()
 
 	msgs := generate(syncevent.GenOptions{Count: 400, DistinctKeys: 350, ChangedRate: 0.3, BadRate: 0.02, Seed: 11, KeyPrefix: "outage-"})
 	ids := p.publish(msgs)
@@ -150,6 +137,48 @@ func TestDatabaseOutageMidDrain(t *testing.T) {
 	proxy.Restore()
 
 	p.waitDrained(len(msgs), 10*time.Minute)
+	p.verify(expect(t, msgs, ids))
+}
+
+// proxyDatabase puts a TCP proxy the test can cut between the workers and
+// the database, with short driver timeouts.
+func (p *pipe) proxyDatabase() *tcpproxy.Proxy {
+	p.t.Helper()
+	cfg, err := mysql.ParseDSN(p.env.DSN)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	proxy, err := tcpproxy.Start(cfg.Addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { proxy.Close() })
+	cfg.Addr = proxy.Addr()
+	cfg.Timeout = 2 * time.Second
+	cfg.ReadTimeout = 5 * time.Second
+	cfg.WriteTimeout = 5 * time.Second
+	p.vars["POLARDB_DSN"] = cfg.FormatDSN()
+	return proxy
+}
+
+// A record whose insert keeps failing does not hide inside a workflow
+// task: after its few local attempts it is a pending Insert activity, with
+// its attempt count and last error, within a minute; once the database is
+// back it completes, exactly once.
+func TestStuckInsertShowsAsPendingActivity(t *testing.T) {
+	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, nil)
+	proxy := p.proxyDatabase()
+	p.worker(Options{})
+	proxy.Cut()
+	msgs := generate(syncevent.GenOptions{Count: 1, Seed: 23, KeyPrefix: "stuck-"})
+	ids := p.publish(msgs)
+	cutAt := time.Now()
+	waitFor(t, time.Minute, "the record as a pending Insert activity with its last error", func() bool {
+		return p.stuckInsert() != ""
+	})
+	t.Logf("after %s: %s", time.Since(cutAt).Round(time.Second), p.stuckInsert())
+	proxy.Restore()
+	p.waitDrained(len(msgs), 3*time.Minute)
 	p.verify(expect(t, msgs, ids))
 }
 
@@ -341,4 +370,43 @@ func TestLeanRecordCostFromHistories(t *testing.T) {
 	}
 	t.Logf("%d records: %.2f events and %.2f actions per record", len(msgs),
 		float64(total.Events)/float64(len(msgs)), float64(total.Actions)/float64(len(msgs)))
+}
+
+// Redeliveries of completed keys are settled by the poller without a
+// workflow when they are duplicates; a changed version (conflict) or bad
+// input for such a key gets a new run of its own, so the Web UI's
+// SyncOutcome filter finds every conflict and quarantine whatever path met
+// it.
+func TestExceptionsOnCompletedKeysAreFindable(t *testing.T) {
+	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, nil)
+	p.worker(Options{})
+	first := generate(syncevent.GenOptions{Count: 3, Seed: 31, KeyPrefix: "done-"})
+	ids := p.publish(first)
+	p.waitDrained(len(first), 2*time.Minute)
+
+	dup, changed, bad := first[0], first[1], first[2]
+	changed.Body = []byte(strings.Replace(string(changed.Body), `"patientData":{`, `"patientData":{"notes":"amended at the clinic",`, 1))
+	if strings.Contains(string(first[1].Body), `"notes"`) {
+		changed.Body = []byte(strings.Replace(string(first[1].Body), `"notes":"`, `"notes":"amended: `, 1))
+	}
+	bad.Body = []byte(`{"patientData":`)
+	later := []syncevent.OutMessage{dup, changed, bad}
+	ids = append(ids, p.publish(later)...)
+	p.waitDrained(len(first)+len(later), 2*time.Minute)
+
+	e := expect(t, first, ids[:3])
+	ev, err := syncevent.Parse(changed.Key, ids[4], changed.Body)
+	if err != nil {
+		t.Fatalf("changed version must be valid: %v", err)
+	}
+	e.hashes[changed.Key][ev.Hash] = true
+	e.quarantine[ids[5]] = syncevent.ReasonBadJSON
+	p.verify(e)
+
+	waitFor(t, 30*time.Second, "the conflict and the quarantine in visibility", func() bool {
+		return p.count("SyncOutcome = 'conflict'") == 1 && p.count("SyncOutcome = 'quarantined'") == 1
+	})
+	if n := p.count("WorkflowId = '" + contract.RecordWorkflowID(p.prefix, dup.Key) + "'"); n != 1 {
+		t.Fatalf("the duplicate of a completed key started a workflow run (%d runs)", n)
+	}
 }
