@@ -24,7 +24,6 @@ const (
 	// Web UI as a pending activity with its attempt count and last error
 	// within seconds, as the old shape did.
 	localAttempts = 3
-
 )
 
 // maxSignalsPerRun and maxHistoryEvents bound one run's history. A record

@@ -23,7 +23,9 @@ type Cost struct {
 }
 
 // Add sums costs.
-func (c Cost) Add(o Cost) Cost { return Cost{Events: c.Events + o.Events, Actions: c.Actions + o.Actions} }
+func (c Cost) Add(o Cost) Cost {
+	return Cost{Events: c.Events + o.Events, Actions: c.Actions + o.Actions}
+}
 
 const localActivityMarker = "LocalActivity"
 

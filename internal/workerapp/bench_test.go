@@ -41,18 +41,21 @@ import (
 //
 //   - ceiling: the new shape's bare ceiling: the same hand-over and
 //     RecordWorkflowV2 with no-op insert and ack (no broker, no database);
+//
 //   - lean: the full pipeline draining a backlog (msgs/s, the ratio to the
 //     ceiling, history events and billable actions per record counted from
 //     the real histories, SQL statements and round trips per message from
 //     the server's counters, broker calls per message);
+//
 //   - legacy: the pre-lean shape on the same data (signal-with-start,
 //     serial hand-over, regular activities, one transaction per insert),
 //     the baseline the speed-up is a ratio to;
+//
 //   - recovery: a worker process (the real binary) killed with SIGKILL
 //     mid-drain and restarted at once: seconds until the drain is back to
 //     80% of its pre-kill rate.
 //
-//	go test -run '^$' -bench BenchmarkDrain -benchtime 1x -timeout 30m ./internal/workerapp
+//     go test -run '^$' -bench BenchmarkDrain -benchtime 1x -timeout 30m ./internal/workerapp
 //
 // SYNCBRIDGE_BENCH_MESSAGES sets the backlog (default 2000: 80% distinct
 // keys, the rest republished, a fifth of those changed, 1% malformed, with
@@ -336,7 +339,11 @@ func benchRecovery(b *testing.B, n int) time.Duration {
 	rowsAt := func() int { mu.Lock(); defer mu.Unlock(); return samples[len(samples)-1].rows }
 
 	first := p.process(bin)
-	waitBench(b, 5*time.Minute, func() bool { mu.Lock(); defer mu.Unlock(); return len(samples) > 0 && samples[len(samples)-1].rows >= n/3 })
+	waitBench(b, 5*time.Minute, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(samples) > 0 && samples[len(samples)-1].rows >= n/3
+	})
 	killAt := time.Now()
 	_ = first.Process.Signal(syscall.SIGKILL)
 	_ = first.Wait()
