@@ -54,6 +54,9 @@ type Settings struct {
 	// measure the old shape beside the new in one run; never set in
 	// production.
 	LegacyShape bool
+	// Flood is flood mode (flood.go): the poller bulk-commits clean
+	// messages and hands only exceptions to record workflows.
+	Flood Flood
 }
 
 // Activities is registered once per worker; workflows call its methods
@@ -62,13 +65,16 @@ type Activities struct {
 	Store *store.Store
 	// Committer, when set, is used for inserts instead of Store.Insert.
 	Committer Committer
-	Acker     Acker
-	Consumer  mqclient.Consumer
-	Temporal  client.Client
-	Metrics   *metrics.Pipeline
-	Settings  Settings
+	// Bulk commits flood mode's groups (the Store in production).
+	Bulk     BulkInserter
+	Acker    Acker
+	Consumer mqclient.Consumer
+	Temporal client.Client
+	Metrics  *metrics.Pipeline
+	Settings Settings
 
 	inflight inflightCache
+	flood    floodState
 }
 
 // InsertInput is one message to commit.

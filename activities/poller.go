@@ -152,6 +152,9 @@ func heartbeatEvery(ctx context.Context, d time.Duration, details func() any) (s
 // pollOnce consumes one batch and hands every message over. Hand-over
 // failures leave that message for redelivery and do not fail the batch.
 func (a *Activities) pollOnce(batchCtx, logCtx context.Context) (int, error) {
+	if a.Settings.Flood.Enabled {
+		return a.pollFlood(batchCtx, activity.GetLogger(logCtx))
+	}
 	msgs, err := a.Consumer.Consume(batchCtx, a.Settings.BatchSize, a.Settings.PollWait)
 	if err != nil {
 		return 0, err

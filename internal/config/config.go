@@ -85,6 +85,15 @@ type Pipeline struct {
 	HandoverConcurrency int
 	// CommitBatch is the most inserts one group-commit transaction takes.
 	CommitBatch int
+	// Flood turns on flood mode: the poller bulk-commits clean messages
+	// and hands only exceptions to record workflows.
+	Flood bool
+	// FloodBatches is how many consume calls one flood group gathers.
+	FloodBatches int
+	// FloodRowsPerSecond limits bulk-committed rows per worker; 0 is none.
+	FloodRowsPerSecond int
+	// FloodSlowCommit is the commit latency at which flood groups shrink.
+	FloodSlowCommit time.Duration
 	// PollWait is the long-poll wait, 1s..30s.
 	PollWait time.Duration
 	// WorkflowIDPrefix is prepended to the message key to form the record
@@ -139,6 +148,10 @@ var Vars = []Var{
 	{"SYNCBRIDGE_BATCH_SIZE", "16", "messages per consume call (1-16)", false},
 	{"SYNCBRIDGE_HANDOVER_CONCURRENCY", "16", "messages of a batch handed to their record workflows at once (1-256)", false},
 	{"SYNCBRIDGE_COMMIT_BATCH", "64", "most inserts sharing one database transaction (group commit, 1-1000)", false},
+	{"SYNCBRIDGE_FLOOD_MODE", "false", "flood mode: the poller bulk-commits clean messages, only exceptions become record workflows", false},
+	{"SYNCBRIDGE_FLOOD_BATCHES", "4", "flood mode: consume calls gathered into one bulk transaction (1-64)", false},
+	{"SYNCBRIDGE_FLOOD_ROWS_PER_SEC", "0", "flood mode: bulk-committed rows per second per worker; 0 = no limit", false},
+	{"SYNCBRIDGE_FLOOD_SLOW_COMMIT", "2s", "flood mode: commit latency above which groups shrink (10ms-1m)", false},
 	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "50ms", "max wait to coalesce acks into one call", false},
@@ -207,6 +220,10 @@ func Load(getenv func(string) string) (Config, error) {
 		BatchSize:           l.intIn("SYNCBRIDGE_BATCH_SIZE", 1, 16),
 		HandoverConcurrency: l.intIn("SYNCBRIDGE_HANDOVER_CONCURRENCY", 1, 256),
 		CommitBatch:         l.intIn("SYNCBRIDGE_COMMIT_BATCH", 1, 1000),
+		Flood:               l.boolean("SYNCBRIDGE_FLOOD_MODE"),
+		FloodBatches:        l.intIn("SYNCBRIDGE_FLOOD_BATCHES", 1, 64),
+		FloodRowsPerSecond:  l.intIn("SYNCBRIDGE_FLOOD_ROWS_PER_SEC", 0, 1_000_000),
+		FloodSlowCommit:     l.durationIn("SYNCBRIDGE_FLOOD_SLOW_COMMIT", 10*time.Millisecond, time.Minute),
 		PollWait:            l.durationIn("SYNCBRIDGE_POLL_WAIT", time.Second, 30*time.Second),
 		WorkflowIDPrefix:    l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
 		AckFlushInterval:    l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),

@@ -111,6 +111,15 @@ func (p *Pipeline) Outcome(outcome string) {
 	}
 }
 
+// FloodMessages counts messages by the path flood mode sent them on:
+// "bulk" (committed by the poller) or "workflow" (an exception handed to
+// its record workflow).
+func (p *Pipeline) FloodMessages(path string, n int) {
+	if n > 0 {
+		p.scope.Tagged(map[string]string{"path": path}).Counter("flood_messages").Inc(int64(n))
+	}
+}
+
 // Quarantined counts a quarantined message by reason code.
 func (p *Pipeline) Quarantined(reason string) {
 	p.scope.Tagged(map[string]string{"reason": reason}).Counter("quarantined").Inc(1)

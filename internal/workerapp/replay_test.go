@@ -26,7 +26,7 @@ func (p *pipe) replayLive(workflowID, saveAs string) {
 	if err := r.ReplayWorkflowHistory(nil, &h); err != nil {
 		p.t.Fatalf("replay of %s (%d events): %v", workflowID, len(h.Events), err)
 	}
-	if os.Getenv(UpdateHistoryEnv) == "1" {
+	if saveAs != "" && os.Getenv(UpdateHistoryEnv) == "1" {
 		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
 		if err != nil {
 			p.t.Fatal(err)

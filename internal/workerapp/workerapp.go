@@ -164,6 +164,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		Store: st,
 		// The legacy shape is the pre-lean baseline: one transaction per insert.
 		Committer: committerUnless(o.LegacyShape, commits),
+		Bulk:      st,
 		Acker:     ack,
 		Consumer:  consumer,
 		Temporal:  tc,
@@ -178,7 +179,13 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			MaxInFlight:      cfg.Pipeline.MaxInFlight,
 
 			HandoverConcurrency: cfg.Pipeline.HandoverConcurrency,
-			LegacyShape:         o.LegacyShape,
+			Flood: activities.Flood{
+				Enabled:       cfg.Pipeline.Flood,
+				Batches:       cfg.Pipeline.FloodBatches,
+				RowsPerSecond: float64(cfg.Pipeline.FloodRowsPerSecond),
+				SlowCommit:    cfg.Pipeline.FloodSlowCommit,
+			},
+			LegacyShape: o.LegacyShape,
 		},
 	}
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{

@@ -1,0 +1,276 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	sdklog "go.temporal.io/sdk/log"
+	"golang.org/x/time/rate"
+
+	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/mqclient"
+	"github.com/syncbridge/syncbridge/internal/store"
+	"github.com/syncbridge/syncbridge/internal/syncevent"
+)
+
+// Flood mode: after a gateway reopens, days of buffered records arrive at
+// once, and a workflow per clean message costs more than the message is
+// worth. In flood mode the poller commits clean messages itself, many per
+// transaction, with the same idempotent semantics (unique key, duplicate
+// by payload hash, conflict kept), acks them after COMMIT, and hands only
+// the exceptions to their keys' record workflows: bad input, conflicts,
+// keys whose record workflow is running, and messages whose bulk commit
+// failed. Those stay visible in the Web UI and are retried durably there.
+
+// Flood tunes flood mode; zero values mean the documented defaults.
+type Flood struct {
+	Enabled bool
+	// Batches is how many consume calls one group gathers at most. 0: 4.
+	Batches int
+	// Bytes bounds the bodies of one group. 0: 4 MiB.
+	Bytes int
+	// Linger is the longest a group waits for more batches. 0: 200ms.
+	Linger time.Duration
+	// RowsPerSecond limits bulk-committed rows per worker process; 0 is
+	// no limit.
+	RowsPerSecond float64
+	// SlowCommit is the commit latency above which groups shrink (and grow
+	// back once commits are fast again). 0: 2s.
+	SlowCommit time.Duration
+}
+
+func (f Flood) withDefaults() Flood {
+	if f.Batches <= 0 {
+		f.Batches = 4
+	}
+	if f.Bytes <= 0 {
+		f.Bytes = 4 << 20
+	}
+	if f.Linger <= 0 {
+		f.Linger = 200 * time.Millisecond
+	}
+	if f.SlowCommit <= 0 {
+		f.SlowCommit = 2 * time.Second
+	}
+	return f
+}
+
+// BulkInserter is the store's multi-event transaction (store.InsertBatch).
+type BulkInserter interface {
+	InsertBatch(ctx context.Context, evs []syncevent.Event) []store.BatchResult
+}
+
+// floodState is shared by the pollers of one worker process.
+type floodState struct {
+	once    sync.Once
+	limiter *rate.Limiter
+	mu      sync.Mutex
+	batches int // current group size in consume calls, adapted to commit latency
+}
+
+func (a *Activities) floodInit() Flood {
+	f := a.Settings.Flood.withDefaults()
+	a.flood.once.Do(func() {
+		a.flood.batches = f.Batches
+		if f.RowsPerSecond > 0 {
+			a.flood.limiter = rate.NewLimiter(rate.Limit(f.RowsPerSecond), max(1, int(f.RowsPerSecond)))
+		}
+	})
+	return f
+}
+
+func (a *Activities) groupBatches() int {
+	a.flood.mu.Lock()
+	defer a.flood.mu.Unlock()
+	return a.flood.batches
+}
+
+// adapt shrinks the group after a slow commit and grows it back after a
+// fast one: when the database slows down the poller asks less of it
+// instead of piling up connections.
+func (a *Activities) adapt(f Flood, took time.Duration) (slow bool) {
+	a.flood.mu.Lock()
+	defer a.flood.mu.Unlock()
+	if took > f.SlowCommit {
+		a.flood.batches = max(1, a.flood.batches/2)
+		return true
+	}
+	if a.flood.batches < f.Batches {
+		a.flood.batches++
+	}
+	return false
+}
+
+// pollFlood gathers a group of batches and settles it. It returns how many
+// messages it consumed.
+func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger) (int, error) {
+	f := a.floodInit()
+	var msgs []mqclient.Message
+	bytes := 0
+	lingerUntil := time.Now().Add(f.Linger)
+	for n := a.groupBatches(); n > 0; n-- {
+		wait := a.Settings.PollWait
+		if len(msgs) > 0 {
+			// Later batches only top the group up: no long poll.
+			wait = time.Until(lingerUntil)
+			if wait < time.Second {
+				// The HTTP API's smallest wait is a second; past the
+				// linger, settle what we have.
+				if wait <= 0 {
+					break
+				}
+				wait = time.Second
+			}
+		}
+		got, err := a.Consumer.Consume(ctx, a.Settings.BatchSize, wait)
+		if err != nil {
+			if len(msgs) == 0 {
+				return 0, err
+			}
+			log.Warn("consume failed while gathering a flood group; settling what was gathered", "error", err)
+			break
+		}
+		a.Metrics.MessagesPolled.Inc(int64(len(got)))
+		msgs = append(msgs, got...)
+		for _, m := range got {
+			bytes += len(m.Body)
+		}
+		if len(got) < a.Settings.BatchSize || bytes >= f.Bytes || time.Now().After(lingerUntil) {
+			break
+		}
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	a.settleFlood(ctx, f, log, msgs)
+	return len(msgs), nil
+}
+
+// settleFlood commits the clean messages of a group in bulk, acks them
+// after COMMIT, and hands everything else over the default way.
+func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger, msgs []mqclient.Message) {
+	var exceptions []mqclient.Message
+	var clean []mqclient.Message
+	var evs []syncevent.Event
+	for _, m := range msgs {
+		if m.Key == "" {
+			exceptions = append(exceptions, m)
+			continue
+		}
+		ev, err := syncevent.Parse(m.Key, m.MessageID, m.Body)
+		if err != nil {
+			exceptions = append(exceptions, m) // its record workflow quarantines it
+			continue
+		}
+		clean = append(clean, m)
+		evs = append(evs, ev)
+	}
+
+	running, err := a.runningKeys(ctx, clean)
+	if err != nil {
+		// Unknown which keys have a running record: let every message
+		// take the default path this time rather than race one.
+		log.Warn("could not list running records; handing the group over the default way", "error", err)
+		a.Metrics.FloodMessages("workflow", len(msgs))
+		a.handOverBatch(ctx, log, msgs)
+		return
+	}
+	var bulkMsgs []mqclient.Message
+	var bulkEvs []syncevent.Event
+	for i, m := range clean {
+		if running[m.Key] {
+			exceptions = append(exceptions, m)
+			continue
+		}
+		bulkMsgs = append(bulkMsgs, m)
+		bulkEvs = append(bulkEvs, evs[i])
+	}
+
+	var handles []string
+	if len(bulkEvs) > 0 {
+		if a.flood.limiter != nil {
+			if err := a.flood.limiter.WaitN(ctx, min(len(bulkEvs), a.flood.limiter.Burst())); err != nil {
+				exceptions = append(exceptions, bulkMsgs...)
+				bulkMsgs, bulkEvs = nil, nil
+			}
+		}
+	}
+	if len(bulkEvs) > 0 {
+		start := time.Now()
+		results := a.Bulk.InsertBatch(ctx, bulkEvs)
+		took := time.Since(start)
+		a.Metrics.CommitBatchSize.RecordValue(float64(len(bulkEvs)))
+		a.Metrics.CommitLatency.Record(took)
+		for i, r := range results {
+			switch {
+			case r.Err == nil && (r.Outcome == store.Inserted || r.Outcome == store.Duplicate):
+				a.Metrics.Outcome(string(r.Outcome))
+				handles = append(handles, bulkMsgs[i].ReceiptHandle)
+			default:
+				// A conflict (for SyncOutcome), bad data or a failed
+				// commit: the key's record workflow settles it durably.
+				exceptions = append(exceptions, bulkMsgs[i])
+			}
+		}
+		if a.adapt(f, took) {
+			log.Warn("flood commit slow; shrinking groups", "took", took, "threshold", f.SlowCommit)
+			sleep(ctx, nil, took)
+		}
+	}
+	a.Metrics.FloodMessages("bulk", len(handles))
+	a.Metrics.FloodMessages("workflow", len(exceptions))
+
+	var wg sync.WaitGroup
+	if len(handles) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Committed: ack now. A failure here only means redeliveries,
+			// which the unique key absorbs.
+			if _, err := a.Ack(ctx, AckInput{Handles: handles}); err != nil {
+				log.Warn("ack after flood commit failed; the messages will be redelivered and settled as duplicates", "handles", len(handles), "error", err)
+			}
+		}()
+	}
+	a.handOverBatch(ctx, log, exceptions)
+	wg.Wait()
+}
+
+// runningKeys returns which of the messages' keys have a running record
+// workflow, in one visibility query per group.
+func (a *Activities) runningKeys(ctx context.Context, msgs []mqclient.Message) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(msgs) == 0 {
+		return out, nil
+	}
+	ids := make([]string, 0, len(msgs))
+	keyOf := map[string]string{}
+	for _, m := range msgs {
+		id := contract.RecordWorkflowID(a.Settings.WorkflowIDPrefix, m.Key)
+		if _, dup := keyOf[id]; dup {
+			continue
+		}
+		keyOf[id] = m.Key
+		ids = append(ids, "'"+strings.ReplaceAll(id, "'", "\\'")+"'")
+	}
+	q := fmt.Sprintf("WorkflowId IN (%s) AND ExecutionStatus = 'Running'", strings.Join(ids, ", "))
+	var token []byte
+	for {
+		resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: int32(len(ids)), NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list running records: %w", err)
+		}
+		for _, e := range resp.GetExecutions() {
+			if k, ok := keyOf[e.GetExecution().GetWorkflowId()]; ok {
+				out[k] = true
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return out, nil
+		}
+	}
+}
