@@ -106,7 +106,10 @@ func (s *Store) insertChunk(ctx context.Context, evs []syncevent.Event, idx []in
 		}
 		return
 	}
-	if len(idx) > 1 && (IsBadData(err) || errors.Is(err, errAmbiguous)) {
+	// Redo event by event: only the culprit of bad data fails, and the
+	// single-row insert's affected-rows count settles what the batch
+	// could not tell (even for a batch of one).
+	if (len(idx) > 1 && IsBadData(err)) || errors.Is(err, errAmbiguous) {
 		for _, i := range idx {
 			out, err := s.Insert(ctx, evs[i])
 			res[i] = BatchResult{Outcome: out, Err: err}
@@ -124,7 +127,23 @@ type storedRow struct {
 	hash      string
 }
 
-// insertBatchOnce is one attempt at one batch transaction: BEGIN; a
+// insertBatchOnce is one attempt at one batch: the single-statement path
+// below when the store is set up for it (SingleStatementInserts) and every
+// event has a message ID (which is what tells a row this batch committed
+// from an older copy), else one transaction (insertBatchTx).
+func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event) ([]Outcome, error) {
+	if !s.SingleStatementInserts {
+		return s.insertBatchTx(ctx, batch)
+	}
+	for _, ev := range batch {
+		if ev.MessageID == "" {
+			return s.insertBatchTx(ctx, batch)
+		}
+	}
+	return s.insertBatchAutocommit(ctx, batch)
+}
+
+// insertBatchTx is one attempt at one batch transaction: BEGIN; a
 // multi-row INSERT ... ON DUPLICATE KEY UPDATE that changes nothing on an
 // existing row; COMMIT. Its affected-rows count is the number of new rows,
 // so when every key was new that is all. Otherwise the batch's rows (all
@@ -136,7 +155,7 @@ type storedRow struct {
 // in REPEATABLE READ a locking read of a missing key takes a gap lock, and
 // new keys mostly land in the same gap (keys grow), so every pair of
 // concurrent batches would deadlock on their inserts into it.
-func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event) ([]Outcome, error) {
+func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event) ([]Outcome, error) {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, wrap("insert batch: begin", err)
@@ -171,7 +190,7 @@ func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event) ([
 		for k := range outs {
 			outs[k] = Inserted
 		}
-	} else if err := classify(ctx, tx, batch, inserted, outs); err != nil {
+	} else if err := classifyTx(ctx, tx, batch, inserted, outs); err != nil {
 		return nil, err
 	}
 
@@ -187,13 +206,118 @@ func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event) ([
 	return outs, nil
 }
 
-// classify reads the stored rows of batch, sets each event's outcome and
-// records the conflicting versions. inserted is how many rows the batch's
-// INSERT created.
-func classify(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, inserted int64, outs []Outcome) error {
-	stored, err := readRows(ctx, tx, batch)
-	if err != nil {
+// classifyTx is classify inside the batch's transaction, conflicts
+// written in it too.
+func classifyTx(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, inserted int64, outs []Outcome) error {
+	conflicts, stored, err := classify(ctx, tx, batch, inserted, outs)
+	if err != nil || len(conflicts) == 0 {
 		return err
+	}
+	args := make([]any, 0, 5*len(conflicts))
+	for _, k := range conflicts {
+		ev := batch[k]
+		args = append(args, ev.Key, nullString(ev.MessageID), ev.Payload, ev.Hash, stored[ev.Key].hash)
+	}
+	if _, err := tx.ExecContext(ctx, insertConflictsSQL(len(conflicts)), args...); err != nil {
+		return wrap("insert batch: conflicts", err)
+	}
+	return nil
+}
+
+// insertBatchAutocommit is one attempt at one batch. Its first statement is a
+// multi-row INSERT ... ON DUPLICATE KEY UPDATE that changes nothing on an
+// existing row, run on its own (autocommit): a single statement is atomic,
+// and its affected-rows count is the number of new rows, so when every key
+// was new, the common case in a flood, that one statement is all (no BEGIN
+// or COMMIT around it). Otherwise the batch's rows are read to tell
+// Inserted, Duplicate and Conflict apart (the message-ID rule makes the rows
+// the INSERT just committed come out Inserted), and conflicting versions
+// are kept in one more multi-row INSERT, in a transaction.
+//
+// The INSERT goes first, rather than a SELECT ... FOR UPDATE of the keys:
+// in REPEATABLE READ a locking read of a missing key takes a gap lock, and
+// new keys mostly land in the same gap (keys grow), so every pair of
+// concurrent batches would deadlock on their inserts into it.
+//
+// An error after the INSERT (the read, the conflicts, COMMIT) leaves the
+// new rows committed but reports no outcome; the caller's retry finds them
+// as its own (Inserted), so nothing is acked before it is stored and
+// nothing is stored twice.
+func (s *Store) insertBatchAutocommit(ctx context.Context, batch []syncevent.Event) ([]Outcome, error) {
+	args := make([]any, 0, 7*len(batch))
+	for _, ev := range batch {
+		args = append(args, ev.Key, nullString(ev.MessageID), ev.PatientID, ev.Notes, nullTime(ev.DeviceTime), ev.Payload, ev.Hash)
+	}
+	r, err := s.DB.ExecContext(ctx, insertRecordsSQL(len(batch)), args...)
+	if err != nil {
+		return nil, wrap("insert batch: records", err)
+	}
+	inserted, err := r.RowsAffected()
+	if err != nil {
+		return nil, wrap("insert batch: rows affected", err)
+	}
+	if inserted > int64(len(batch)) {
+		return nil, fmt.Errorf("store: insert batch: %d rows affected for %d events: %w", inserted, len(batch), ErrClientFoundRows)
+	}
+	outs := make([]Outcome, len(batch))
+	if inserted == int64(len(batch)) {
+		for k := range outs {
+			outs[k] = Inserted
+		}
+		return outs, nil
+	}
+	conflicts, stored, err := classify(ctx, s.DB, batch, inserted, outs)
+	if err != nil || len(conflicts) == 0 {
+		return outs, err
+	}
+	return outs, s.insertConflicts(ctx, batch, conflicts, stored)
+}
+
+// insertConflicts keeps the conflicting versions, in a transaction so a
+// failure at COMMIT is seen as such (and tests can break it there).
+func (s *Store) insertConflicts(ctx context.Context, batch []syncevent.Event, conflicts []int, stored map[string]storedRow) error {
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("insert batch: begin", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback() // the statement or commit error is the one to report
+		}
+	}()
+	args := make([]any, 0, 5*len(conflicts))
+	for _, k := range conflicts {
+		ev := batch[k]
+		args = append(args, ev.Key, nullString(ev.MessageID), ev.Payload, ev.Hash, stored[ev.Key].hash)
+	}
+	if _, err := tx.ExecContext(ctx, insertConflictsSQL(len(conflicts)), args...); err != nil {
+		return wrap("insert batch: conflicts", err)
+	}
+	if s.beforeCommit != nil {
+		if err := s.beforeCommit(ctx, tx); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return wrap("insert batch: commit", err)
+	}
+	committed = true
+	return nil
+}
+
+// queryer is a *sql.DB or *sql.Tx.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// classify reads the stored rows of batch, sets each event's outcome and
+// returns the events that conflict. inserted is how many rows the batch's
+// INSERT created.
+func classify(ctx context.Context, q queryer, batch []syncevent.Event, inserted int64, outs []Outcome) ([]int, map[string]storedRow, error) {
+	stored, err := readRows(ctx, q, batch)
+	if err != nil {
+		return nil, nil, err
 	}
 	var (
 		conflicts []int
@@ -208,7 +332,7 @@ func classify(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, inserted
 			// this key to another spelling ("a " = "a" under PAD SPACE).
 			// syncevent.Parse refuses such keys; the per-event path
 			// still gives each event an answer.
-			return errAmbiguous
+			return nil, nil, errAmbiguous
 		case row.hash != ev.Hash:
 			outs[k] = Conflict
 			conflicts = append(conflicts, k)
@@ -227,26 +351,15 @@ func classify(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, inserted
 	// batch's. Otherwise an event without a message ID may have met an
 	// older copy and be a Duplicate; only a per-event insert can tell.
 	if anonymous && own != inserted {
-		return errAmbiguous
+		return nil, nil, errAmbiguous
 	}
-	if len(conflicts) == 0 {
-		return nil
-	}
-	args := make([]any, 0, 5*len(conflicts))
-	for _, k := range conflicts {
-		ev := batch[k]
-		args = append(args, ev.Key, nullString(ev.MessageID), ev.Payload, ev.Hash, stored[ev.Key].hash)
-	}
-	if _, err := tx.ExecContext(ctx, insertConflictsSQL(len(conflicts)), args...); err != nil {
-		return wrap("insert batch: conflicts", err)
-	}
-	return nil
+	return conflicts, stored, nil
 }
 
 // readRows returns the stored message ID and hash of batch's keys. FOR
 // UPDATE makes it read the newest committed rows whatever the isolation
-// level; the locks are the ones the INSERT already holds.
-func readRows(ctx context.Context, tx *sql.Tx, batch []syncevent.Event) (map[string]storedRow, error) {
+// level.
+func readRows(ctx context.Context, tx queryer, batch []syncevent.Event) (map[string]storedRow, error) {
 	args := make([]any, len(batch))
 	for k, ev := range batch {
 		args[k] = ev.Key

@@ -541,3 +541,82 @@ func TestInsertBatchSplitsLargeBatches(t *testing.T) {
 		t.Errorf("large payload not stored intact (%v)", err)
 	}
 }
+
+// With SingleStatementInserts, a new record costs one statement even when
+// it travels alone (no other insert to share a transaction with): the
+// multi-row INSERT commits itself. A duplicate adds the read; a conflict
+// the read and its own short transaction. Outcomes are Insert's.
+func TestSingleStatementInserts(t *testing.T) {
+	t.Parallel()
+	s, _, questions := countingStore(t)
+	s.SingleStatementInserts = true
+	ctx := testCtx(t)
+	q0 := questions()
+	self := questions() - q0
+	cost := func(label string, ev syncevent.Event, want Outcome) int64 {
+		t.Helper()
+		q0 := questions()
+		wantOutcomes(t, label, batchOK(t, s, ctx, []syncevent.Event{ev}), []Outcome{want})
+		return questions() - q0 - self
+	}
+	if n := cost("new", mustParse(t, "k1", "m1", body("P1", "a", "1")), Inserted); n != 1 {
+		t.Errorf("a new record alone took %d statements, want 1", n)
+	}
+	if n := cost("same message again", mustParse(t, "k1", "m1", body("P1", "a", "1")), Inserted); n != 2 {
+		t.Errorf("a retried insert took %d statements, want 2", n)
+	}
+	if n := cost("duplicate", mustParse(t, "k1", "m2", body("P1", "a", "1")), Duplicate); n != 2 {
+		t.Errorf("a duplicate took %d statements, want 2", n)
+	}
+	if n := cost("conflict", mustParse(t, "k1", "m3", body("P1", "b", "1")), Conflict); n != 5 {
+		t.Errorf("a conflict took %d statements, want 5", n)
+	}
+	if hs := conflictHashes(t, s, ctx, "k1"); len(hs) != 1 {
+		t.Errorf("%d conflicts recorded, want 1", len(hs))
+	}
+	// Events without a message ID cannot be told from older copies by
+	// their rows: they take the transaction, and keep Insert's answers.
+	anon := mustParse(t, "anon", "", body("P1", "a", "1"))
+	wantOutcomes(t, "anonymous", batchOK(t, s, ctx, []syncevent.Event{anon, mustParse(t, "k1", "m4", body("P1", "a", "1"))}), []Outcome{Inserted, Duplicate})
+	wantOutcomes(t, "anonymous again", batchOK(t, s, ctx, []syncevent.Event{anon}), []Outcome{Duplicate})
+}
+
+// A batch whose conflict write fails at COMMIT reports no outcome for any
+// event, though its new rows were committed by the INSERT; the retry
+// finds them as its own (Inserted) and records the conflict once.
+func TestSingleStatementInsertsFailureAfterInsert(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	s.SingleStatementInserts = true
+	admin := storetest.AdminDB(t)
+	ctx := testCtx(t)
+	if _, err := s.Insert(ctx, mustParse(t, "c", "m0", body("P1", "old", "1"))); err != nil {
+		t.Fatal(err)
+	}
+	evs := []syncevent.Event{
+		mustParse(t, "a", "m1", body("P1", "n", "1")),
+		mustParse(t, "b", "m2", body("P1", "n", "1")),
+		mustParse(t, "c", "m3", body("P1", "new", "1")),
+	}
+	s.beforeCommit = func(ctx context.Context, tx *sql.Tx) error {
+		id, err := connectionID(ctx, tx)
+		if err != nil {
+			return err
+		}
+		return kill(ctx, admin, id)
+	}
+	res := s.InsertBatch(ctx, evs)
+	s.beforeCommit = nil
+	for i, r := range res {
+		if r.Err == nil || r.Outcome != "" {
+			t.Errorf("event %d: %v, %v; want an error and no outcome", i, r.Outcome, r.Err)
+		}
+	}
+	wantOutcomes(t, "retry", batchOK(t, s, ctx, evs), []Outcome{Inserted, Inserted, Conflict})
+	if n, err := s.CountRecords(ctx); err != nil || n != 3 {
+		t.Errorf("CountRecords = %d, %v; want 3", n, err)
+	}
+	if hs := conflictHashes(t, s, ctx, "c"); len(hs) != 1 {
+		t.Errorf("%d conflicts, want 1", len(hs))
+	}
+}

@@ -43,6 +43,14 @@ type Store struct {
 	// Log receives migration progress; nil means slog.Default().
 	Log *slog.Logger
 
+	// SingleStatementInserts lets InsertBatch store a batch of new keys
+	// with its multi-row INSERT alone, committed by autocommit, instead of
+	// BEGIN, INSERT, COMMIT: one statement instead of three for the common
+	// case. Rows it committed before a later step of the batch failed are
+	// found by the retry as the same message's (Inserted). Events without a
+	// message ID always take the transaction.
+	SingleStatementInserts bool
+
 	// beforeCommit, set only by tests, runs after Insert's statements and
 	// before COMMIT, to break the connection at the worst moment.
 	beforeCommit func(ctx context.Context, tx *sql.Tx) error

@@ -3,20 +3,23 @@ package workerapp
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/uber-go/tally/v4"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -69,8 +72,10 @@ func BenchmarkDrain(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		ceiling := benchCeiling(b, n)
-		lean := benchPipeline(b, n, false)
-		legacy := benchPipeline(b, n, true)
+		lean := benchPipeline(b, n, "lean")
+		legacy := benchPipeline(b, n, "legacy")
+		flood := benchPipeline(b, n, "flood")
+		plain := benchPlainConsumer(b, n)
 		recovery := benchRecovery(b, 3*n/2)
 
 		b.ReportMetric(lean.rate, "msgs/s")
@@ -86,6 +91,11 @@ func BenchmarkDrain(b *testing.B) {
 		b.ReportMetric(lean.tripsPerMsg, "db_round_trips/msg")
 		b.ReportMetric(lean.mqPerMsg, "mq_calls/msg")
 		b.ReportMetric(recovery.Seconds(), "recovery_s")
+		b.ReportMetric(flood.rate, "flood_msgs/s")
+		b.ReportMetric(plain, "plain_consumer_msgs/s")
+		b.ReportMetric(flood.rate/plain, "flood_x_plain")
+		b.ReportMetric(flood.stmtsPerMsg, "flood_db_stmts/msg")
+		b.ReportMetric(flood.mqPerMsg, "flood_mq_calls/msg")
 		b.Logf("legacy shape: %.1f events/record, %.2f actions/record, %.2f db statements/msg, %.2f mq calls/msg",
 			legacy.eventsPerRecord, legacy.actionsPerRecord, legacy.stmtsPerMsg, legacy.mqPerMsg)
 	}
@@ -104,9 +114,15 @@ type drainResult struct {
 	stmtsPerMsg, tripsPerMsg, mqPerMsg float64
 }
 
-func benchPipeline(b *testing.B, n int, legacy bool) drainResult {
-	p := newPipe(b, mqemu.Config{InvisibleTime: time.Minute, Faults: mqemu.Faults{DuplicateRate: 0.05}, Seed: 1},
-		map[string]string{"SYNCBRIDGE_POLLERS": "2", "SYNCBRIDGE_MAX_INFLIGHT": "400", "SYNCBRIDGE_LOG_LEVEL": "warn"})
+// benchPipeline drains the backlog with one worker in shape "lean" (the
+// default), "legacy" or "flood".
+func benchPipeline(b *testing.B, n int, shape string) drainResult {
+	vars := map[string]string{"SYNCBRIDGE_POLLERS": "2", "SYNCBRIDGE_MAX_INFLIGHT": "400", "SYNCBRIDGE_LOG_LEVEL": "warn"}
+	if shape == "flood" {
+		vars["SYNCBRIDGE_FLOOD_MODE"] = "true"
+	}
+	legacy := shape == "legacy"
+	p := newPipe(b, mqemu.Config{InvisibleTime: time.Minute, Faults: mqemu.Faults{DuplicateRate: 0.05}, Seed: 1}, vars)
 	p.env.Logger = quietLogger()
 
 	// Count broker calls by fronting the emulator with a counting handler.
@@ -118,23 +134,31 @@ func benchPipeline(b *testing.B, n int, legacy bool) drainResult {
 	defer front.Close()
 	p.vars["ROCKETMQ_ENDPOINT"] = front.URL
 
+	// Count this pipeline's SQL through a tap in front of the server.
+	dsn, err := mysql.ParseDSN(p.env.DSN)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tap := newSQLTap(b, dsn.Addr)
+	dsn.Addr = tap.ln.Addr().String()
+	p.vars["POLARDB_DSN"] = dsn.FormatDSN()
+	// Migrate before counting.
+	w := p.worker(Options{Logger: quietLogger()})
+	_ = w.stop()
+
 	msgs := benchData(n, "bench-", 0.01)
 	p.publish(msgs)
 	mqCalls.Store(0)
 
-	s0 := serverCounters(b, p.env.DB)
+	s0 := counters{questions: tap.statements.Load(), prepares: tap.trips.Load() - tap.statements.Load()}
 	start := time.Now()
-	w := p.worker(Options{LegacyShape: legacy, Logger: quietLogger()})
+	w = p.worker(Options{LegacyShape: legacy, Logger: quietLogger()})
 	p.waitDrained(len(msgs), 30*time.Minute)
 	elapsed := time.Since(start)
-	s1 := serverCounters(b, p.env.DB)
+	s1 := counters{questions: tap.statements.Load(), prepares: tap.trips.Load() - tap.statements.Load()}
 	_ = w.stop()
 
 	all, inserted := historyCosts(b, p)
-	shape := "lean"
-	if legacy {
-		shape = "legacy"
-	}
 	b.Logf("%s: drained %d messages (%d keys) in %s: %d record workflows, %d broker calls, %d statements, %d round trips",
 		shape, len(msgs), n*4/5, elapsed.Round(time.Millisecond), all.records, mqCalls.Load(), s1.questions-s0.questions, s1.trips()-s0.trips())
 	m := float64(len(msgs))
@@ -150,40 +174,11 @@ func benchPipeline(b *testing.B, n int, legacy bool) drainResult {
 	}
 }
 
-// counters are the database server's command counters. Questions counts
-// statements (COM_QUERY and prepared executions); a round trip is also
-// spent on every prepare and reset.
-type counters struct{ questions, prepares, resets int64 }
+// counters are SQL statements and the other round trips (prepares,
+// pings, transaction control) counted by the tap.
+type counters struct{ questions, prepares int64 }
 
-func (c counters) trips() int64 { return c.questions + c.prepares + c.resets }
-
-func serverCounters(b *testing.B, db *sql.DB) counters {
-	rows, err := db.Query("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_stmt_prepare', 'Com_stmt_reset')")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer rows.Close()
-	var c counters
-	for rows.Next() {
-		var name string
-		var v int64
-		if err := rows.Scan(&name, &v); err != nil {
-			b.Fatal(err)
-		}
-		switch strings.ToLower(name) {
-		case "questions":
-			c.questions = v
-		case "com_stmt_prepare":
-			c.prepares = v
-		case "com_stmt_reset":
-			c.resets = v
-		}
-	}
-	if err := rows.Err(); err != nil {
-		b.Fatal(err)
-	}
-	return c
-}
+func (c counters) trips() int64 { return c.questions + c.prepares }
 
 type costSum struct {
 	records int
@@ -444,4 +439,137 @@ func (p *pipe) process(bin string) *exec.Cmd {
 
 func decodeResult(p *commonpb.Payloads, v any) error {
 	return converter.GetDefaultDataConverter().FromPayloads(p, v)
+}
+
+// benchPlainConsumer is the loop syncbridge replaces, as the baseline for
+// flood mode: one consumer taking 3 messages per poll, for each a SELECT
+// by key and an INSERT when absent, then one ack per message. No
+// workflow, no conflict record, no quarantine (bad input is acked and
+// dropped), no redelivery handling beyond the SELECT: none of the
+// guarantees, on the same emulator, database server and data.
+func benchPlainConsumer(b *testing.B, n int) float64 {
+	p := newPipe(b, mqemu.Config{InvisibleTime: time.Minute, Faults: mqemu.Faults{DuplicateRate: 0.05}, Seed: 1}, nil)
+	p.env.Logger = quietLogger()
+	db, err := store.Open(context.Background(), p.env.DSN, 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := store.New(db).Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	msgs := benchData(n, "plain-", 0.01)
+	p.publish(msgs)
+	c := mqclient.NewConsumer(mqclient.Endpoint{URL: p.env.MQURL, AccessKey: p.env.AccessKey, SecretKey: p.env.SecretKey, InstanceID: p.env.InstanceID},
+		p.env.Topic, p.env.Group, "")
+	ctx := context.Background()
+	start := time.Now()
+	for {
+		st := p.env.MQ.Stats(p.env.Topic, p.env.Group)
+		if st.Ready == 0 && st.InFlight == 0 {
+			break
+		}
+		got, err := c.Consume(ctx, 3, time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range got {
+			if ev, err := syncevent.Parse(m.Key, m.MessageID, m.Body); err == nil {
+				var one int
+				err := db.QueryRowContext(ctx, "SELECT 1 FROM patient_records WHERE local_record_id = ?", ev.Key).Scan(&one)
+				if errors.Is(err, sql.ErrNoRows) {
+					_, err = db.ExecContext(ctx, `INSERT INTO patient_records
+						(local_record_id, message_id, patient_id, notes, device_time, payload, payload_hash) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+						ev.Key, ev.MessageID, ev.PatientID, ev.Notes, ev.DeviceTime, ev.Payload, ev.Hash)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := c.Ack(ctx, []string{m.ReceiptHandle}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	b.Logf("plain consumer: %d messages in %s", len(msgs), elapsed.Round(time.Millisecond))
+	return float64(len(msgs)) / elapsed.Seconds()
+}
+
+// sqlTap is a TCP proxy in front of the database that reads the client's
+// side of the MySQL protocol and counts commands: statements (COM_QUERY,
+// COM_STMT_EXECUTE) and round trips (every command that gets a reply).
+// Unlike the server's global counters it sees only this pipeline's
+// connections, so other clients of a shared server do not skew the count.
+type sqlTap struct {
+	ln                net.Listener
+	target            string
+	statements, trips atomic.Int64
+}
+
+func newSQLTap(b *testing.B, target string) *sqlTap {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := &sqlTap{ln: ln, target: target}
+	go t.accept()
+	b.Cleanup(func() { ln.Close() })
+	return t
+}
+
+func (t *sqlTap) accept() {
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", t.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		go func() { _, _ = io.Copy(c, s); c.Close() }()
+		go func() { t.count(io.TeeReader(c, s)); s.Close() }()
+	}
+}
+
+const (
+	comQuit        = 0x01
+	comQuery       = 0x03
+	comStmtExecute = 0x17
+	comStmtClose   = 0x19
+)
+
+// count reads client packets: a 3-byte length, a sequence number, the
+// payload. Sequence 0 starts a command (later packets of the handshake
+// and large payloads continue one).
+func (t *sqlTap) count(r io.Reader) {
+	hdr := make([]byte, 4)
+	handshake := true
+	for {
+		if _, err := io.ReadFull(r, hdr); err != nil {
+			return
+		}
+		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return
+		}
+		if handshake {
+			handshake = false // the handshake response; TLS is not used here
+			continue
+		}
+		if hdr[3] != 0 || n == 0 {
+			continue
+		}
+		switch payload[0] {
+		case comQuery, comStmtExecute:
+			t.statements.Add(1)
+			t.trips.Add(1)
+		case comStmtClose, comQuit:
+		default:
+			t.trips.Add(1)
+		}
+	}
 }

@@ -117,6 +117,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	defer db.Close()
 	st := store.New(db)
+	st.SingleStatementInserts = true
 	if err := st.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate database: %w", err)
 	}
