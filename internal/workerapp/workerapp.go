@@ -149,6 +149,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	// the database closes (defers run in reverse).
 	commits := groupcommit.New(st, groupcommit.Options{
 		MaxBatch: cfg.Pipeline.CommitBatch,
+		// Records of one consumed batch start together and insert within
+		// milliseconds of each other: two commit slots and a short wait let
+		// them share statements instead of each taking a free slot alone.
+		Concurrency: 2,
+		Linger:      3 * time.Millisecond,
 		OnBatch: func(n int, took time.Duration, _ error) {
 			reg.Pipeline.CommitBatchSize.RecordValue(float64(n))
 			reg.Pipeline.CommitLatency.Record(took)
