@@ -50,6 +50,9 @@ type Activities struct {
 	Temporal client.Client
 	Metrics  *metrics.Pipeline
 	Settings Settings
+	// DBErrors decides what failed inserts become (dberrors.go); nil
+	// means the defaults without an alarm.
+	DBErrors *DBErrorPolicy
 }
 
 // InsertInput is one message to commit.

@@ -140,7 +140,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	defer ack.Close()
 
 	// Readiness checks run in the background; served below (health.go).
-	health := newWorkerHealth(cfg, db, tc, log)
+	dbAlarm := &activities.DBAlarm{}
+	health := newWorkerHealth(cfg, db, tc, log, dbAlarm)
 	stopHealth := health.Start(ctx)
 	defer stopHealth()
 
@@ -159,6 +160,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			PollWait:         cfg.Pipeline.PollWait,
 			MaxInFlight:      cfg.Pipeline.MaxInFlight,
 		},
+		DBErrors: &activities.DBErrorPolicy{UnclassifiedRetryFor: cfg.Pipeline.UnclassifiedRetryFor, Alarm: dbAlarm},
 	}
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
 		WorkerStopTimeout: StopTimeout,
