@@ -128,6 +128,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			URL: cfg.MQ.Endpoint, AccessKey: cfg.MQ.AccessKey, SecretKey: cfg.MQ.SecretKey, InstanceID: cfg.MQ.InstanceID,
 		}, cfg.MQ.Topic, cfg.MQ.Group, cfg.MQ.Tag)
 	}
+	if err := preflight(ctx, cfg, tc, st, consumer); err != nil { // preflight.go
+		return err
+	}
 	ack := acker.New(consumer, acker.Options{
 		FlushInterval: cfg.Pipeline.AckFlushInterval,
 		OnBatch: func(n int, took time.Duration, err error) {
