@@ -6,7 +6,7 @@ import (
 )
 
 // pipelineTables are the tables Insert and Quarantine write.
-var pipelineTables = []string{"patient_records", "sync_conflicts", "sync_quarantine"}
+var pipelineTables = []string{"patient_records", "sync_conflicts", "sync_quarantine", "poller_control"}
 
 // CheckSchema verifies, without changing anything, that every schema
 // version this binary knows is recorded as applied and that the tables the
