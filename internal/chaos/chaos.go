@@ -18,6 +18,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,10 +30,13 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/devstack"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/searchattr"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/tcpproxy"
 	"github.com/syncbridge/syncbridge/internal/testenv"
@@ -54,6 +58,11 @@ type Plan struct {
 	// come back.
 	InvisibleTime time.Duration
 	Timeout       time.Duration
+	// RestartTemporalAt is the acked share at which the Temporal server
+	// is stopped and started again on the same address and SQLite file;
+	// zero runs no restart. The run then uses its own server instead of
+	// the test binary's shared in-memory one.
+	RestartTemporalAt float64
 }
 
 // Report is what a run found.
@@ -67,14 +76,15 @@ type Report struct {
 	Published, Acked         int
 	DeadLettered             int
 	Kills                    int
+	TemporalRestarts         int
 	LongestStall             time.Duration
 	Took                     time.Duration
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("rows expected %d stored %d | doubled %d lost %d | extra deliveries (duplicates/redeliveries) %d | quarantined %d (expected %d) | conflicts %d | published %d acked %d | dead-lettered %d | worker kills %d | longest stall %s | took %s",
+	return fmt.Sprintf("rows expected %d stored %d | doubled %d lost %d | extra deliveries (duplicates/redeliveries) %d | quarantined %d (expected %d) | conflicts %d | published %d acked %d | dead-lettered %d | worker kills %d, Temporal restarts %d | longest stall %s | took %s",
 		r.RowsExpected, r.RowsStored, r.Doubled, r.Lost, r.ExtraDeliveries, r.Quarantined, r.BadExpected, r.Conflicts,
-		r.Published, r.Acked, r.DeadLettered, r.Kills, r.LongestStall.Round(100*time.Millisecond), r.Took.Round(time.Second))
+		r.Published, r.Acked, r.DeadLettered, r.Kills, r.TemporalRestarts, r.LongestStall.Round(100*time.Millisecond), r.Took.Round(time.Second))
 }
 
 // Run executes plan and fails t on any loss, doubling or dead letter.
@@ -97,6 +107,9 @@ func Run(t *testing.T, plan Plan) Report {
 	dbCfg.Addr = proxy.Addr()
 	dbCfg.Timeout, dbCfg.ReadTimeout, dbCfg.WriteTimeout = 2*time.Second, 5*time.Second, 5*time.Second
 
+	if plan.RestartTemporalAt > 0 {
+		ownTemporal(t, env)
+	}
 	bin := buildWorker(t)
 	vars := []string{
 		"ROCKETMQ_ENDPOINT=" + env.MQURL,
@@ -139,6 +152,7 @@ func Run(t *testing.T, plan Plan) Report {
 	deadline := time.Now().Add(plan.Timeout)
 	kills := append([]float64(nil), plan.Kills...)
 	cut := plan.CutFor > 0
+	restartTemporal := plan.RestartTemporalAt > 0
 	var restoreAt time.Time
 	lastAcked, lastProgress := -1, time.Now()
 	for {
@@ -162,12 +176,18 @@ func Run(t *testing.T, plan Plan) Report {
 			proxy.Cut()
 			restoreAt = now.Add(plan.CutFor)
 		}
+		if restartTemporal && done >= plan.RestartTemporalAt {
+			restartTemporal = false
+			t.Logf("chaos: restarting the Temporal server at %.0f%% acked", 100*done)
+			restartOwnTemporal(t)
+			rep.TemporalRestarts++
+		}
 		if !restoreAt.IsZero() && now.After(restoreAt) {
 			proxy.Restore()
 			restoreAt = time.Time{}
 			t.Log("chaos: database restored")
 		}
-		if st.Published == len(msgs) && st.Ready == 0 && st.InFlight == 0 && len(kills) == 0 && !cut && restoreAt.IsZero() &&
+		if st.Published == len(msgs) && st.Ready == 0 && st.InFlight == 0 && len(kills) == 0 && !cut && !restartTemporal && restoreAt.IsZero() &&
 			runningRecords(t, env) == 0 {
 			break
 		}
@@ -433,4 +453,71 @@ func moduleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// own is the run's own Temporal server, when the plan restarts it.
+var own struct {
+	mu   sync.Mutex
+	tp   *devstack.Temporal
+	opts devstack.TemporalOptions
+}
+
+// ownTemporal starts a Temporal server on a SQLite file for this run and
+// points env (and so the workers) at it.
+func ownTemporal(t *testing.T, env *testenv.Env) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	own.mu.Lock()
+	defer own.mu.Unlock()
+	own.opts = devstack.TemporalOptions{
+		FrontendAddr:     addr,
+		DBPath:           filepath.Join(t.TempDir(), "temporal.db"),
+		SearchAttributes: searchattr.All(),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	own.tp, err = devstack.StartTemporal(ctx, own.opts)
+	if err != nil {
+		t.Fatalf("chaos: own Temporal server: %v", err)
+	}
+	t.Cleanup(func() {
+		own.mu.Lock()
+		defer own.mu.Unlock()
+		if own.tp != nil {
+			_ = own.tp.Stop()
+		}
+	})
+	c, err := client.Dial(client.Options{HostPort: own.tp.Address(), Namespace: own.tp.Namespace()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	env.TemporalAddr, env.Namespace, env.Client = own.tp.Address(), own.tp.Namespace(), c
+}
+
+// restartOwnTemporal stops the run's server and starts it again on the
+// same address and file: workers see their connections drop and must
+// carry on when it is back.
+func restartOwnTemporal(t *testing.T) {
+	t.Helper()
+	own.mu.Lock()
+	defer own.mu.Unlock()
+	if err := own.tp.Stop(); err != nil {
+		t.Logf("chaos: stop Temporal: %v", err)
+	}
+	own.tp = nil
+	time.Sleep(2 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tp, err := devstack.StartTemporal(ctx, own.opts)
+	if err != nil {
+		t.Fatalf("chaos: restart Temporal: %v", err)
+	}
+	own.tp = tp
+	t.Log("chaos: Temporal server back")
 }
