@@ -74,7 +74,18 @@ func ensureUnlessStopped(ctx context.Context, tc client.Client, st *store.Store,
 		log.Debug("pollers stopped by the operator; not starting them (`starter pollers start` resumes)", "topic", cfg.MQ.Topic, "group", cfg.MQ.Group)
 		return nil
 	}
-	return EnsurePollers(ctx, tc, cfg, runFor)
+	if err := EnsurePollers(ctx, tc, cfg, runFor); err != nil {
+		return err
+	}
+	// `pollers stop` may have recorded its intent and signalled between
+	// the read above and the start: look again and stop what this round
+	// may have started, so the operator's stop is never undone.
+	if stopped, err := st.PollersStopped(ctx, cfg.MQ.Topic, cfg.MQ.Group); err == nil && stopped {
+		for i := 0; i < cfg.Pipeline.Pollers; i++ {
+			_ = tc.SignalWorkflow(ctx, contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, i), "", contract.SignalStopPoller, nil)
+		}
+	}
+	return nil
 }
 
 // checkSharedNamespace refuses a configuration that would make two
