@@ -75,6 +75,9 @@ type Activities struct {
 
 	inflight inflightCache
 	flood    floodState
+	// DBErrors decides what failed inserts become (dberrors.go); nil
+	// means the defaults without an alarm.
+	DBErrors *DBErrorPolicy
 }
 
 // InsertInput is one message to commit.
@@ -95,7 +98,7 @@ type InsertResult struct {
 // visible as a pending activity).
 func (a *Activities) Insert(ctx context.Context, in InsertInput) (InsertResult, error) {
 	start := time.Now()
-	out, err := a.commit(ctx, in.Key, in.Delivery)
+	out, err := a.commit(ctx, in.Key, in.Delivery, func(err error) error { return a.insertFailed(ctx, err) })
 	a.Metrics.InsertLatency.Record(time.Since(start))
 	if err != nil {
 		return InsertResult{}, err
@@ -105,8 +108,10 @@ func (a *Activities) Insert(ctx context.Context, in InsertInput) (InsertResult, 
 }
 
 // commit parses and inserts; shared by the Insert activity and the
-// poller's handling of redeliveries for completed keys.
-func (a *Activities) commit(ctx context.Context, key string, d contract.Delivery) (contract.Outcome, error) {
+// poller's handling of redeliveries for completed keys. dbFailed turns a
+// database error into what the caller returns (dberrors.go): bad data
+// becomes bad input, the rest stays retryable.
+func (a *Activities) commit(ctx context.Context, key string, d contract.Delivery, dbFailed func(error) error) (contract.Outcome, error) {
 	ev, err := syncevent.Parse(key, d.MessageID, d.Body)
 	if err != nil {
 		var inv *syncevent.InvalidError
@@ -122,12 +127,7 @@ func (a *Activities) commit(ctx context.Context, key string, d contract.Delivery
 		out, err = a.Store.Insert(ctx, ev)
 	}
 	if err != nil {
-		if store.IsBadData(err) {
-			return "", badInput("db_rejected", "database rejected the record: "+describeDBError(err))
-		}
-		// The driver's text can quote column values; history and logs get
-		// only the error number.
-		return "", fmt.Errorf("insert record %s: %s", d.MessageID, describeDBError(err))
+		return "", dbFailed(err)
 	}
 	return contract.Outcome(out), nil
 }

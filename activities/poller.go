@@ -325,16 +325,26 @@ func (a *Activities) startOrSignal(ctx context.Context, key string, d contract.D
 // already holds the conflict, and a new run of the key's record settles it
 // again (idempotently) so SyncOutcome shows it in the Web UI.
 func (a *Activities) settleCompleted(ctx context.Context, key string, d contract.Delivery) error {
-	out, err := a.commit(ctx, key, d)
-	if _, _, bad := BadInputReason(err); bad || (err == nil && out.NeedsPerson()) {
+	out, err := a.commit(ctx, key, d, a.pollerInsertFailed)
+	if err != nil || out.NeedsPerson() {
+		// Bad input, a conflict, or a database error: a run of the key's
+		// record settles it durably (retries visible in the Web UI,
+		// bounded for errors nobody classified) instead of the message
+		// going round the broker until it is dead-lettered.
 		return a.startOrSignal(ctx, key, d, enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE)
-	}
-	if err != nil {
-		return err
 	}
 	a.Metrics.Outcome(string(out))
 	_, err = a.Ack(ctx, AckInput{Handles: []string{d.ReceiptHandle}})
 	return err
+}
+
+// pollerInsertFailed classifies a database error met by the poller
+// itself: it has no retry history of its own for the message (a failure
+// leaves the message to a record workflow or to redelivery), so only bad
+// data is final here.
+func (a *Activities) pollerInsertFailed(err error) error {
+	now := time.Now()
+	return a.insertFailedAt(err, now, now, 1)
 }
 
 // handOverLegacy is the pre-lean hand-over (see Settings.LegacyShape).
@@ -373,7 +383,7 @@ func (a *Activities) handOverLegacy(ctx context.Context, key string, d contract.
 // commitAndAck handles a message outside any record workflow (no key, or
 // the key's workflow already completed): commit or quarantine, then ack.
 func (a *Activities) commitAndAck(ctx context.Context, key string, d contract.Delivery) error {
-	out, err := a.commit(ctx, key, d)
+	out, err := a.commit(ctx, key, d, a.pollerInsertFailed)
 	if key == "" && err == nil {
 		// Parse rejects an empty key; this is unreachable unless the
 		// parser changes, and then the record must still not be acked

@@ -23,7 +23,9 @@ const pollersAbout = `The poller workflows (SYNCBRIDGE_POLLERS per topic and gro
 poller-<topic>-<group>-<n>) drain the topic into record workflows. Stop is
 graceful: each poller finishes the batch in hand (every message of it is
 handed to its record workflow) before it completes; records in flight
-finish on their own. Start brings the configured number back.`
+finish on their own. A stop is recorded in the database and lasts, across
+worker restarts, until start; meanwhile workers restart a failed poller
+within 30 s. Start brings the configured number back.`
 
 // pollerWaitEvery is how often stop checks whether the pollers closed.
 var pollerWaitEvery = time.Second
@@ -56,6 +58,15 @@ func pollersStart(ctx context.Context, e *env, args []string) int {
 	if cfg.Pipeline.Pollers == 0 {
 		return e.fail("SYNCBRIDGE_POLLERS is 0: no poller to start")
 	}
+	st, err := e.store(ctx)
+	if err != nil {
+		return e.fail("%v", err)
+	}
+	// Clear the stop intent first: from here on the workers' keepers
+	// start the pollers too, and would restart one that fails.
+	if err := st.SetPollersStopped(ctx, cfg.MQ.Topic, cfg.MQ.Group, false); err != nil {
+		return e.fail("%v", err)
+	}
 	if err := workerapp.EnsurePollers(ctx, tc, cfg, 0); err != nil {
 		return e.fail("%v", err)
 	}
@@ -85,6 +96,16 @@ instead of continuing as new. Waits until all have closed.`)
 	}
 	tc, err := e.temporal(ctx)
 	if err != nil {
+		return e.fail("%v", err)
+	}
+	st, err := e.store(ctx)
+	if err != nil {
+		return e.fail("%v", err)
+	}
+	// Record the intent before signalling, so no worker's keeper starts
+	// a poller again after it stops: the intent outlives worker restarts
+	// until `pollers start`.
+	if err := st.SetPollersStopped(ctx, cfg.MQ.Topic, cfg.MQ.Group, true); err != nil {
 		return e.fail("%v", err)
 	}
 	ids, err := allPollers(ctx, tc, cfg)
@@ -190,6 +211,13 @@ func pollersStatus(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, statusName(info.GetStatus()), fmtTime(info.GetStartTime().AsTime()), attempt, hb, lastFail)
 	}
 	tw.Flush()
+	if st, err := e.store(ctx); err != nil {
+		e.printf("stop intent: unknown (%v)\n", err)
+	} else if stopped, err := st.PollersStopped(ctx, cfg.MQ.Topic, cfg.MQ.Group); err != nil {
+		e.printf("stop intent: unknown (%v)\n", err)
+	} else if stopped {
+		e.printf("stop intent: stopped by 'starter pollers stop'; workers leave the pollers stopped until 'starter pollers start'\n")
+	}
 	n, err := countRunningRecords(ctx, tc, cfg)
 	if err != nil {
 		return e.fail("count records in flight: %v", err)

@@ -6,8 +6,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -18,10 +20,13 @@ import (
 )
 
 func main() {
-	var dev devFlags
-	flag.BoolVar(&dev.enabled, "dev", false, "start an embedded local stack (Temporal + Web UI, RocketMQ emulator, database) and run against it")
-	dev.register(flag.CommandLine)
-	flag.Parse()
+	dev, err := parseFlags(os.Args[0], os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		os.Exit(2) // the flag package has printed the problem and the usage
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -30,7 +35,6 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
-	var err error
 	if dev.enabled {
 		err = runDev(ctx, dev, log, level)
 	} else {
@@ -44,4 +48,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
+}
+
+// parseFlags parses the worker's own flags on a private FlagSet: the dev
+// stack links go-mysql-server, whose vitess packages register
+// -mysql_auth_* and -mysql_clientcert_* on the global flag.CommandLine in
+// their init functions, and `worker -h` must not offer those.
+func parseFlags(name string, args []string, out io.Writer) (devFlags, error) {
+	var dev devFlags
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.BoolVar(&dev.enabled, "dev", false, "start an embedded local stack (Temporal + Web UI, RocketMQ emulator, database) and run against it")
+	dev.register(fs)
+	err := fs.Parse(args)
+	return dev, err
 }

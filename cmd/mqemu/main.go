@@ -50,6 +50,7 @@ var envNames = map[string]string{
 	"faults":             mqemu.FaultsEnv,
 	"seed-messages":      "MQEMU_SEED_MESSAGES",
 	"log-level":          "MQEMU_LOG_LEVEL",
+	"admin-hosts":        "MQEMU_ADMIN_HOSTS",
 }
 
 // secretEnv is the only way to give the secret key.
@@ -77,6 +78,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (setting
 	faults := fs.String("faults", env("faults", ""), usage("faults", `fault injection, e.g. "dup=0.1,expire=0.05,error=0.01,latency=20ms"`))
 	seed := fs.String("seed-messages", env("seed-messages", "0"), usage("seed-messages", "demo sync events to publish into the first topic at start, unless it already holds messages"))
 	logLevel := fs.String("log-level", env("log-level", "info"), usage("log-level", "debug, info, warn or error"))
+	adminHosts := fs.String("admin-hosts", env("admin-hosts", ""), usage("admin-hosts", "comma-separated host names, besides loopback ones, that /_emulator/ answers to (e.g. mqemu in a compose network)"))
 	if err := fs.Parse(args); err != nil {
 		return settings{}, 0, err
 	}
@@ -116,6 +118,11 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (setting
 		fail("max-deliveries", fmt.Sprintf("must be a positive integer, got %q", *maxDeliveries))
 	}
 	s.emu.PersistPath = *persist
+	for h := range strings.SplitSeq(*adminHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			s.emu.AdminHosts = append(s.emu.AdminHosts, h)
+		}
+	}
 	if s.emu.Faults, err = mqemu.ParseFaults(*faults); err != nil {
 		fail("faults", err.Error())
 	}

@@ -173,3 +173,18 @@ func TestRunSeedsOnceAndServes(t *testing.T) {
 		t.Fatalf("restart on saved state published %d more demo messages", again)
 	}
 }
+
+func TestAdminHosts(t *testing.T) {
+	s, _, err := parse([]string{"-access-key", "ak", "-admin-hosts", "mqemu, emu.local"}, func(k string) string {
+		if k == secretEnv {
+			return "sk"
+		}
+		return ""
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.emu.AdminHosts, ","); got != "mqemu,emu.local" {
+		t.Errorf("AdminHosts = %q", got)
+	}
+}

@@ -102,6 +102,11 @@ type Pipeline struct {
 	// AckFlushInterval is how long the acker waits to fill a batch of 16
 	// receipt handles before it sends what it has.
 	AckFlushInterval time.Duration
+	// UnclassifiedRetryFor is how long an insert failing with a database
+	// error nobody classified (internal/store.Classify) is retried before
+	// the message is quarantined as db_unclassified. Counted from the
+	// insert's first attempt.
+	UnclassifiedRetryFor time.Duration
 	// PayloadKey, when set (32 bytes), encrypts workflow payloads with
 	// AES-256-GCM so message bodies are not plaintext in Temporal history.
 	PayloadKey []byte // secret
@@ -155,6 +160,7 @@ var Vars = []Var{
 	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "50ms", "max wait to coalesce acks into one call", false},
+	{"SYNCBRIDGE_UNCLASSIFIED_RETRY_FOR", "6h", "how long an insert failing with an unclassified database error is retried before quarantine as db_unclassified (1m-720h)", false},
 	{"SYNCBRIDGE_PAYLOAD_KEY", "", "base64 32-byte key: encrypt Temporal payloads (or SYNCBRIDGE_PAYLOAD_KEY_FILE)", true},
 	{"SYNCBRIDGE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics, /healthz and /readyz listen address; 'off' disables", false},
 	{"SYNCBRIDGE_HEALTH_INTERVAL", "5s", "how often /readyz re-checks Temporal, the database and the broker (100ms-5m)", false},
@@ -214,19 +220,20 @@ func Load(getenv func(string) string) (Config, error) {
 	c.Temporal.TLS = l.temporalTLS(c.Temporal.APIKey != "") // tls.go
 
 	c.Pipeline = Pipeline{
-		Pollers:             l.intIn("SYNCBRIDGE_POLLERS", 0, 64),
-		StartPollers:        l.boolean("SYNCBRIDGE_START_POLLERS"),
-		MaxInFlight:         l.intIn("SYNCBRIDGE_MAX_INFLIGHT", 1, 1_000_000),
-		BatchSize:           l.intIn("SYNCBRIDGE_BATCH_SIZE", 1, 16),
-		HandoverConcurrency: l.intIn("SYNCBRIDGE_HANDOVER_CONCURRENCY", 1, 256),
-		CommitBatch:         l.intIn("SYNCBRIDGE_COMMIT_BATCH", 1, 1000),
-		Flood:               l.boolean("SYNCBRIDGE_FLOOD_MODE"),
-		FloodBatches:        l.intIn("SYNCBRIDGE_FLOOD_BATCHES", 1, 64),
-		FloodRowsPerSecond:  l.intIn("SYNCBRIDGE_FLOOD_ROWS_PER_SEC", 0, 1_000_000),
-		FloodSlowCommit:     l.durationIn("SYNCBRIDGE_FLOOD_SLOW_COMMIT", 10*time.Millisecond, time.Minute),
-		PollWait:            l.durationIn("SYNCBRIDGE_POLL_WAIT", time.Second, 30*time.Second),
-		WorkflowIDPrefix:    l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
-		AckFlushInterval:    l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),
+		Pollers:              l.intIn("SYNCBRIDGE_POLLERS", 0, 64),
+		StartPollers:         l.boolean("SYNCBRIDGE_START_POLLERS"),
+		MaxInFlight:          l.intIn("SYNCBRIDGE_MAX_INFLIGHT", 1, 1_000_000),
+		BatchSize:            l.intIn("SYNCBRIDGE_BATCH_SIZE", 1, 16),
+		HandoverConcurrency:  l.intIn("SYNCBRIDGE_HANDOVER_CONCURRENCY", 1, 256),
+		CommitBatch:          l.intIn("SYNCBRIDGE_COMMIT_BATCH", 1, 1000),
+		Flood:                l.boolean("SYNCBRIDGE_FLOOD_MODE"),
+		FloodBatches:         l.intIn("SYNCBRIDGE_FLOOD_BATCHES", 1, 64),
+		FloodRowsPerSecond:   l.intIn("SYNCBRIDGE_FLOOD_ROWS_PER_SEC", 0, 1_000_000),
+		FloodSlowCommit:      l.durationIn("SYNCBRIDGE_FLOOD_SLOW_COMMIT", 10*time.Millisecond, time.Minute),
+		PollWait:             l.durationIn("SYNCBRIDGE_POLL_WAIT", time.Second, 30*time.Second),
+		WorkflowIDPrefix:     l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
+		AckFlushInterval:     l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),
+		UnclassifiedRetryFor: l.durationIn("SYNCBRIDGE_UNCLASSIFIED_RETRY_FOR", time.Minute, 720*time.Hour),
 	}
 	if key := l.secret("SYNCBRIDGE_PAYLOAD_KEY", false); key != "" {
 		b, err := base64.StdEncoding.DecodeString(key)

@@ -10,6 +10,7 @@ package metrics
 import (
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	prom "github.com/prometheus/client_golang/prometheus"
@@ -80,7 +81,18 @@ type Pipeline struct {
 	// ExpiredHandles: refused by the broker at ack time (expired or
 	// superseded). The record is committed regardless.
 	ExpiredHandles tally.Counter
+	// InsertFailingRecords counts records whose insert has failed more
+	// than InsertFailingAfter attempts, once per record (when it crosses
+	// the line), whatever the error class: a rising count is records
+	// stuck in retry, holding in-flight slots.
+	InsertFailingRecords tally.Counter
 }
+
+// InsertFailingAfter is the number of failed insert attempts after which a
+// record counts in syncbridge_insert_failing_records. Ten attempts with
+// the insert's retry policy is a few minutes: past any deadlock, failover
+// or connection blip.
+const InsertFailingAfter = 10
 
 // NewPipeline names every pipeline metric under scope.
 func NewPipeline(scope tally.Scope) *Pipeline {
@@ -99,6 +111,7 @@ func NewPipeline(scope tally.Scope) *Pipeline {
 		CommitBatchSize:        scope.Histogram("commit_batch_size", tally.ValueBuckets{1, 2, 4, 8, 16, 32, 64, 128}),
 		CommitLatency:          scope.Timer("commit_latency"),
 		ExpiredHandles:         scope.Counter("expired_handles"),
+		InsertFailingRecords:   scope.Counter("insert_failing_records"),
 	}
 }
 
@@ -129,4 +142,12 @@ func (p *Pipeline) Quarantined(reason string) {
 // "timeout").
 func (p *Pipeline) AckFailure(reason string) {
 	p.scope.Tagged(map[string]string{"reason": reason}).Counter("ack_failures").Inc(1)
+}
+
+// InsertError counts a failed insert attempt by its class (transient,
+// environment, unclassified, bad_data; see store.Classify) and, for
+// database errors, the error number (a small, fixed set; "0" when the
+// error carries none).
+func (p *Pipeline) InsertError(class string, number uint16) {
+	p.scope.Tagged(map[string]string{"class": class, "code": strconv.Itoa(int(number))}).Counter("insert_errors").Inc(1)
 }

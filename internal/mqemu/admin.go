@@ -3,7 +3,12 @@ package mqemu
 import (
 	"encoding/json"
 	"io"
+	"mime"
+	"net"
 	"net/http"
+	"net/url"
+	"slices"
+	"strings"
 )
 
 // serveAdmin answers the JSON introspection endpoints. They carry no
@@ -15,8 +20,21 @@ import (
 //	GET /_emulator/deadletters?topic=T&group=G   [DeadLetter]
 //	GET /_emulator/faults                   {"faults":"dup=0.1,..."}
 //	PUT /_emulator/faults  body "dup=0.1"   sets the faults (ParseFaults syntax)
+//	POST /_emulator/faults with Content-Type application/json, body {"faults":"dup=0.1"}: the same
+//
+// Being unauthenticated, they must not be reachable from a web page the
+// operator happens to open: a request whose Host is not loopback (or one
+// of Config.AdminHosts) is refused, which defeats DNS rebinding; so is
+// one a browser marks as coming from another site (Origin, Sec-Fetch-Site).
+// Writes need PUT or a JSON POST: neither is a "simple" request, so a
+// browser sends a CORS preflight first, which gets no Access-Control
+// answer, and the write never happens.
 func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
+	if msg := e.crossSite(r); msg != "" {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": msg})
+		return
+	}
 	q := r.URL.Query()
 	switch r.URL.Path {
 	case "/_emulator/stats":
@@ -70,6 +88,21 @@ func (e *Emulator) serveAdmin(w http.ResponseWriter, r *http.Request) {
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "fault spec unreadable or over 4 KB"})
 				return
 			}
+			if r.Method == http.MethodPost {
+				ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+				var body struct {
+					Faults *string `json:"faults"`
+				}
+				if ct != "application/json" {
+					writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": `POST needs Content-Type application/json and body {"faults":"..."}; or PUT the spec`})
+					return
+				}
+				if err := json.Unmarshal(spec, &body); err != nil || body.Faults == nil {
+					writeJSON(w, http.StatusBadRequest, map[string]string{"error": `body must be {"faults":"..."}`})
+					return
+				}
+				spec = []byte(*body.Faults)
+			}
 			f, err := ParseFaults(string(spec))
 			if err != nil {
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
@@ -93,4 +126,36 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))
+}
+
+// crossSite returns why r may not use the admin endpoints, or "".
+func (e *Emulator) crossSite(r *http.Request) string {
+	if !e.adminHost(r.Host) {
+		return "Host " + r.Host + " not accepted: the admin endpoints answer loopback names only (or mqemu.Config.AdminHosts)"
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return "cross-site request refused"
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return "request from another origin refused"
+		}
+	}
+	return ""
+}
+
+func (e *Emulator) adminHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return true
+	}
+	return slices.ContainsFunc(e.cfg.AdminHosts, func(a string) bool { return strings.EqualFold(a, host) })
 }

@@ -80,6 +80,11 @@ type Config struct {
 	// PersistInterval is how often changed state is written to
 	// PersistPath. Zero = 5 s. Ignored without PersistPath.
 	PersistInterval time.Duration
+	// AdminHosts are host names (no port) besides loopback ones that the
+	// /_emulator/ endpoints answer to in the Host header. Loopback names
+	// (localhost, 127.0.0.0/8, ::1) are always accepted; any other Host is
+	// refused, so a web page cannot reach the endpoints by DNS rebinding.
+	AdminHosts []string
 	// Faults are injected from the start; SetFaults changes them later.
 	Faults Faults
 	// Seed seeds the fault RNG: the same seed and the same sequence of

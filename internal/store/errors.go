@@ -219,3 +219,120 @@ func isRetryableTx(err error) bool {
 	var me *mysql.MySQLError
 	return errors.As(err, &me) && (me.Number == erLockDeadlock || me.Number == erDupEntry)
 }
+
+// More server error numbers, for Classify.
+const (
+	erDBAccessDenied       = 1044 // no rights on the database
+	erAccessDenied         = 1045 // wrong user or password
+	erBadDB                = 1049 // unknown database
+	erBadField             = 1054 // unknown column: schema older than the binary
+	erRowSizeTooLarge      = 1118
+	erTableAccessDenied    = 1142
+	erColumnAccessDenied   = 1143
+	erNoSuchTable          = 1146
+	erNetPacketTooLarge    = 1153 // over max_allowed_packet
+	erWrongArguments       = 1210
+	erSpecificAccessDenied = 1227
+	erProcAccessDenied     = 1370
+	erSignalException      = 1644 // SIGNAL from a trigger or procedure
+	erSignalNotFound       = 1643
+)
+
+// Class says what a failed database operation calls for.
+type Class int
+
+const (
+	// ClassNone: no error.
+	ClassNone Class = iota
+	// ClassTransient: the connection, a lock or a failover; retry.
+	ClassTransient
+	// ClassBadData: this record can never be stored as it is (too long,
+	// wrong encoding, too large a packet, a trigger refused it);
+	// retrying is pointless, quarantine it.
+	ClassBadData
+	// ClassEnvironment: the database refuses the pipeline as a whole
+	// (rights, missing database or table, read-only). Every record would
+	// fail the same way, so quarantining would empty the topic into the
+	// quarantine table; retry instead, and alert (metric, /readyz) so an
+	// operator fixes the environment.
+	ClassEnvironment
+	// ClassUnclassified: nobody knows. Retried for a bounded time (the
+	// caller's policy), then quarantined.
+	ClassUnclassified
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassNone:
+		return "none"
+	case ClassTransient:
+		return "transient"
+	case ClassBadData:
+		return "bad_data"
+	case ClassEnvironment:
+		return "environment"
+	case ClassUnclassified:
+		return "unclassified"
+	}
+	return fmt.Sprintf("class(%d)", int(c))
+}
+
+// Data-dependent permanent errors beyond badDataCodes: the same statement
+// with other values would pass.
+var permanentDataCodes = map[uint16]bool{
+	erRowSizeTooLarge: true, erNetPacketTooLarge: true, erWrongArguments: true,
+	erSignalException: true, erSignalNotFound: true,
+}
+
+// environmentCodes fail every record alike until someone fixes the
+// database. The read-only codes are here too: a failover heals in seconds
+// (retried like the rest), a server left read-only needs a person.
+var environmentCodes = map[uint16]bool{
+	erDBAccessDenied: true, erAccessDenied: true, erBadDB: true, erBadField: true,
+	erTableAccessDenied: true, erColumnAccessDenied: true, erNoSuchTable: true,
+	erSpecificAccessDenied: true, erProcAccessDenied: true,
+	erOptionPreventsStmt: true, erReadOnlyTransaction: true, erReadOnlyMode: true,
+}
+
+// Classify sorts a database error into what the caller should do with it.
+// Bad data wins over everything (it is about this record only); a
+// cancelled context counts as transient: the worker is stopping and the
+// record will be retried, not given up.
+func Classify(err error) Class {
+	switch {
+	case err == nil:
+		return ClassNone
+	case IsBadData(err), errors.Is(err, mysql.ErrPktTooLarge):
+		return ClassBadData
+	}
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		switch {
+		case permanentDataCodes[me.Number]:
+			return ClassBadData
+		case environmentCodes[me.Number]:
+			return ClassEnvironment
+		case transientCodes[me.Number]:
+			return ClassTransient
+		}
+		return ClassUnclassified
+	}
+	if IsTransient(err) || errors.Is(err, context.Canceled) {
+		return ClassTransient
+	}
+	return ClassUnclassified
+}
+
+// ErrorNumber returns the MySQL error number in err's chain, 0 if none.
+// mysql.ErrPktTooLarge (the driver refusing before sending) is reported
+// as 1153, the number the server would have given.
+func ErrorNumber(err error) uint16 {
+	var me *mysql.MySQLError
+	if errors.As(err, &me) {
+		return me.Number
+	}
+	if errors.Is(err, mysql.ErrPktTooLarge) {
+		return erNetPacketTooLarge
+	}
+	return 0
+}

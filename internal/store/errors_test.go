@@ -447,3 +447,153 @@ func TestInsertRetriesDeadlockOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestClassifyClasses(t *testing.T) {
+	t.Parallel()
+	my := func(n uint16) error { return wrap("insert record", &mysql.MySQLError{Number: n, Message: "x"}) }
+	tests := []struct {
+		name string
+		err  error
+		want Class
+	}{
+		{"nil", nil, ClassNone},
+		{"too long", my(1406), ClassBadData},
+		{"bad string", my(1366), ClassBadData},
+		{"packet too large (server)", my(1153), ClassBadData},
+		{"wrong arguments", my(1210), ClassBadData},
+		{"row size", my(1118), ClassBadData},
+		{"trigger SIGNAL", my(1644), ClassBadData},
+		{"packet too large (driver)", fmt.Errorf("exec: %w", mysql.ErrPktTooLarge), ClassBadData},
+		{"invalid event", &syncevent.InvalidError{Reason: syncevent.ReasonBadJSON}, ClassBadData},
+		{"table denied", my(1142), ClassEnvironment},
+		{"db denied", my(1044), ClassEnvironment},
+		{"login denied", my(1045), ClassEnvironment},
+		{"unknown db", my(1049), ClassEnvironment},
+		{"no table", my(1146), ClassEnvironment},
+		{"read only", my(1290), ClassEnvironment},
+		{"read only mode", my(1836), ClassEnvironment},
+		{"deadlock", my(1213), ClassTransient},
+		{"bad conn", driver.ErrBadConn, ClassTransient},
+		{"canceled", fmt.Errorf("exec: %w", context.Canceled), ClassTransient},
+		{"syntax", my(1064), ClassUnclassified},
+		{"duplicate entry", my(1062), ClassUnclassified},
+		{"plain", errors.New("boom"), ClassUnclassified},
+	}
+	for _, tc := range tests {
+		if got := Classify(tc.err); got != tc.want {
+			t.Errorf("%s: Classify = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if n := ErrorNumber(mysql.ErrPktTooLarge); n != 1153 {
+		t.Errorf("ErrorNumber(ErrPktTooLarge) = %d, want 1153", n)
+	}
+	if n := ErrorNumber(my(1644)); n != 1644 {
+		t.Errorf("ErrorNumber = %d, want 1644", n)
+	}
+}
+
+// The permanent and environment errors of issue 11, provoked on the real
+// server through the store's own Insert where the store can meet them.
+func TestClassifyRealPermanentAndEnvironment(t *testing.T) {
+	t.Parallel()
+	s, dsn := newStore(t)
+	ctx := testCtx(t)
+
+	// A trigger that refuses some records: permanent for that record.
+	if _, err := s.DB.ExecContext(ctx, `CREATE TRIGGER refuse_blocked BEFORE INSERT ON patient_records
+		FOR EACH ROW BEGIN
+			IF NEW.patient_id = 'BLOCKED' THEN
+				SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'patient blocked by policy';
+			END IF;
+		END`); err != nil {
+		t.Fatal(err)
+	}
+	ev := mustParse(t, "rec-sig", "m-sig", body("BLOCKED", "n", "1"))
+	_, err := s.Insert(ctx, ev)
+	if Classify(err) != ClassBadData || ErrorNumber(err) != 1644 {
+		t.Errorf("trigger SIGNAL: %v classified %v (number %d), want bad_data 1644", err, Classify(err), ErrorNumber(err))
+	}
+	if _, err := s.Insert(ctx, mustParse(t, "rec-ok", "m-ok", body("P1", "n", "1"))); err != nil {
+		t.Fatalf("a record the trigger lets through: %v", err)
+	}
+
+	// The driver refuses a packet over its max_allowed_packet before
+	// sending it (a statement without arguments goes as one packet).
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := cfg.Clone()
+	small.MaxAllowedPacket = 4 << 10
+	smallDB, err := Open(ctx, small.FormatDSN(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = smallDB.Close() })
+	_, err = smallDB.ExecContext(ctx, "SELECT '"+strings.Repeat("n", 8<<10)+"'")
+	if Classify(err) != ClassBadData || ErrorNumber(err) != 1153 {
+		t.Errorf("packet too large (driver): %v classified %v, want bad_data 1153", err, Classify(err))
+	}
+	// The server refuses an argument over its own max_allowed_packet.
+	var maxPacket int
+	if err := s.DB.QueryRowContext(ctx, "SELECT @@max_allowed_packet").Scan(&maxPacket); err != nil {
+		t.Fatal(err)
+	}
+	if maxPacket <= 32<<20 {
+		// On a pool of its own: the server drops the connection after
+		// refusing the packet, and the checks below must not meet it.
+		bigDB, err := Open(ctx, dsn, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = bigDB.Close() })
+		var n int
+		err = bigDB.QueryRowContext(ctx, "SELECT LENGTH(?)", strings.Repeat("n", maxPacket+1)).Scan(&n)
+		if Classify(err) != ClassBadData {
+			t.Errorf("packet too large (server): %v (number %d) classified %v, want bad_data", err, ErrorNumber(err), Classify(err))
+		}
+	}
+
+	// Environment: a missing table, a user without rights, a missing
+	// database.
+	_, err = s.DB.ExecContext(ctx, "INSERT INTO no_such_table VALUES (1)")
+	if Classify(err) != ClassEnvironment {
+		t.Errorf("missing table: %v classified %v", err, Classify(err))
+	}
+	admin := storetest.AdminDB(t)
+	user := "sbro_" + strings.TrimPrefix(cfg.DBName, "sbtest_")
+	if len(user) > 32 {
+		user = user[:32]
+	}
+	for _, q := range []string{
+		"CREATE USER '" + user + "'@'%' IDENTIFIED BY 'pw'",
+		"GRANT SELECT ON `" + cfg.DBName + "`.* TO '" + user + "'@'%'",
+	} {
+		if _, err := admin.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _, _ = admin.ExecContext(context.Background(), "DROP USER IF EXISTS '"+user+"'@'%'") })
+	ro := cfg.Clone()
+	ro.User, ro.Passwd = user, "pw"
+	roDB, err := Open(ctx, ro.FormatDSN(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = roDB.Close() })
+	_, err = New(roDB).Insert(ctx, mustParse(t, "rec-ro", "m-ro", body("P3", "n", "1")))
+	if Classify(err) != ClassEnvironment || ErrorNumber(err) != 1142 {
+		t.Errorf("insert without rights: %v classified %v, want environment 1142", err, Classify(err))
+	}
+	missing := cfg.Clone()
+	missing.DBName = cfg.DBName + "_missing"
+	mdb, err := sql.Open("mysql", missing.FormatDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mdb.Close() })
+	err = mdb.PingContext(ctx)
+	if Classify(err) != ClassEnvironment || ErrorNumber(err) != 1049 {
+		t.Errorf("unknown database: %v classified %v, want environment 1049", err, Classify(err))
+	}
+}

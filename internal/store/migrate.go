@@ -78,6 +78,19 @@ var migrations = []migration{
 			CONSTRAINT ck_sync_quarantine_status CHECK (status IN ('quarantined', 'replay_requested', 'replayed', 'discarded'))
 		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
 	}},
+	// `starter pollers stop` must outlive worker restarts and Temporal's
+	// retention of the stopped poller workflows, so the intent lives
+	// here, one row per pipeline (topic, group). Binary collation: topic
+	// and group names are case-sensitive at the broker.
+	{version: 2, name: "poller stop intent", stmts: []string{
+		`CREATE TABLE IF NOT EXISTS poller_control (
+			topic VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+			consumer_group VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+			stopped BOOLEAN NOT NULL,
+			changed_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+			PRIMARY KEY (topic, consumer_group)
+		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
+	}},
 }
 
 // SchemaVersion is the newest schema version this binary knows.

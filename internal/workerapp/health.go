@@ -16,6 +16,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"go.temporal.io/sdk/client"
 
+	"github.com/syncbridge/syncbridge/activities"
 	"github.com/syncbridge/syncbridge/internal/config"
 )
 
@@ -24,6 +25,10 @@ const (
 	DepTemporal = "temporal"
 	DepDatabase = "database"
 	DepMQ       = "mq"
+	// DepDatabaseEnvironment fails while inserts meet environment errors
+	// (rights, missing table, read-only): the database answers pings but
+	// refuses the pipeline's writes.
+	DepDatabaseEnvironment = "database_environment"
 )
 
 // maxCheckTimeout bounds one probe. A dependency slower than this is as
@@ -286,7 +291,7 @@ func probeTransport() *http.Transport {
 }
 
 // newWorkerHealth builds the Health that Run serves.
-func newWorkerHealth(cfg config.Config, db *sql.DB, tc client.Client, log *slog.Logger) *Health {
+func newWorkerHealth(cfg config.Config, db *sql.DB, tc client.Client, log *slog.Logger, alarm *activities.DBAlarm) *Health {
 	secrets := []string{cfg.MQ.SecretKey, cfg.Temporal.APIKey}
 	if mc, err := mysql.ParseDSN(cfg.DB.DSN); err == nil {
 		secrets = append(secrets, mc.Passwd)
@@ -295,6 +300,7 @@ func newWorkerHealth(cfg config.Config, db *sql.DB, tc client.Client, log *slog.
 		Interval: cfg.HealthInterval,
 		Secrets:  secrets,
 		Logger:   log.With("component", "health"),
-		Checks:   dependencyChecks(cfg, db, tc, &http.Client{Transport: probeTransport()}),
+		Checks: append(dependencyChecks(cfg, db, tc, &http.Client{Transport: probeTransport()}),
+			Check{Name: DepDatabaseEnvironment, Run: alarm.Check}),
 	})
 }

@@ -42,6 +42,9 @@ type Options struct {
 	Consumer mqclient.Consumer
 	// PollRunFor overrides the poll activity's run length (tests).
 	PollRunFor time.Duration
+	// PollerKeepEvery overrides how often the pollers are re-ensured
+	// (tests); zero means PollerKeepEvery.
+	PollerKeepEvery time.Duration
 	// Ready, if set, is called once the worker is polling, with the
 	// address /metrics is served on ("" when disabled).
 	Ready func(metricsAddr string)
@@ -134,6 +137,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			URL: cfg.MQ.Endpoint, AccessKey: cfg.MQ.AccessKey, SecretKey: cfg.MQ.SecretKey, InstanceID: cfg.MQ.InstanceID,
 		}, cfg.MQ.Topic, cfg.MQ.Group, cfg.MQ.Tag)
 	}
+	if err := preflight(ctx, cfg, tc, st, consumer); err != nil { // preflight.go
+		return err
+	}
 	ack := acker.New(consumer, acker.Options{
 		FlushInterval: cfg.Pipeline.AckFlushInterval,
 		OnBatch: func(n int, took time.Duration, err error) {
@@ -162,7 +168,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	defer commits.Close()
 
 	// Readiness checks run in the background; served below (health.go).
-	health := newWorkerHealth(cfg, db, tc, log)
+	dbAlarm := &activities.DBAlarm{}
+	health := newWorkerHealth(cfg, db, tc, log, dbAlarm)
 	stopHealth := health.Start(ctx)
 	defer stopHealth()
 
@@ -193,6 +200,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			},
 			LegacyShape: o.LegacyShape,
 		},
+		DBErrors: &activities.DBErrorPolicy{UnclassifiedRetryFor: cfg.Pipeline.UnclassifiedRetryFor, Alarm: dbAlarm},
 	}
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
 		WorkerStopTimeout: StopTimeout,
@@ -231,10 +239,16 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	if cfg.Pipeline.StartPollers {
-		if err := EnsurePollers(ctx, tc, cfg, o.PollRunFor); err != nil {
+		every := o.PollerKeepEvery
+		if every <= 0 {
+			every = PollerKeepEvery
+		}
+		stopKeeper, err := keepPollers(ctx, tc, st, cfg, o.PollRunFor, every, log) // pollerkeeper.go
+		if err != nil {
 			w.Stop()
 			return err
 		}
+		defer stopKeeper()
 	}
 	log.Info("worker running", "taskQueue", cfg.Temporal.TaskQueue, "pollers", cfg.Pipeline.Pollers, "metrics", metricsAddr)
 	if o.Ready != nil {
@@ -255,9 +269,11 @@ func committerUnless(legacy bool, c *groupcommit.Committer) activities.Committer
 	return c
 }
 
-// EnsurePollers starts the poller workflows that are not running. Every
-// worker of a fleet may call it: the IDs are fixed and a running poller is
-// left alone, so the fleet converges on exactly cfg.Pipeline.Pollers.
+// EnsurePollers starts the poller workflows that are not running, whatever
+// the operator's stop intent (workers go through keepPollers, which
+// respects it). Every worker of a fleet may call it: the IDs are fixed and
+// a running poller is left alone, so the fleet converges on exactly
+// cfg.Pipeline.Pollers; a failed or completed one is started anew.
 func EnsurePollers(ctx context.Context, tc client.Client, cfg config.Config, runFor time.Duration) error {
 	for i := 0; i < cfg.Pipeline.Pollers; i++ {
 		id := contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, i)
@@ -266,6 +282,9 @@ func EnsurePollers(ctx context.Context, tc client.Client, cfg config.Config, run
 			TaskQueue:                cfg.Temporal.TaskQueue,
 			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			// Lets workers of other pipelines tell this one apart
+			// (checkSharedNamespace).
+			Memo: map[string]any{memoTaskQueue: cfg.Temporal.TaskQueue, memoWorkflowIDPrefix: cfg.Pipeline.WorkflowIDPrefix},
 		}, contract.PollerWorkflowName, contract.PollerInput{Topic: cfg.MQ.Topic, Group: cfg.MQ.Group, Index: i, PollRunFor: runFor})
 		if err != nil {
 			return fmt.Errorf("start poller %s: %w", id, err)

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/mqemu"
+)
+
+// `pollers stop` lasts across worker restarts until `pollers start`.
+func TestPollersStopSurvivesWorkerRestart(t *testing.T) {
+	h := newHarness(t, mqemu.Config{}, map[string]string{"SYNCBRIDGE_POLLERS": "1"})
+	cfg := h.config()
+	id := contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, 0)
+	status := func() enumspb.WorkflowExecutionStatus {
+		d, err := h.env.Client.DescribeWorkflowExecution(context.Background(), id, "")
+		if err != nil {
+			return enumspb.WORKFLOW_EXECUTION_STATUS_UNSPECIFIED
+		}
+		return d.GetWorkflowExecutionInfo().GetStatus()
+	}
+	waitStatus := func(want enumspb.WorkflowExecutionStatus, what string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for status() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: poller status %s, want %s", what, status(), want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
+	// Workers of this test start pollers themselves, as in production.
+	h.vars["SYNCBRIDGE_START_POLLERS"] = "true"
+	stop := h.worker()
+	waitStatus(enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, "first worker")
+
+	h.vars["SYNCBRIDGE_START_POLLERS"] = "false" // the starter's own view
+	h.mustStarter("pollers", "stop")
+	waitStatus(enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, "after stop")
+	out := h.mustStarter("pollers", "status")
+	if !strings.Contains(out, "stop intent: stopped") {
+		t.Errorf("status does not show the stop intent:\n%s", out)
+	}
+
+	stop()
+	h.vars["SYNCBRIDGE_START_POLLERS"] = "true"
+	h.worker()
+	time.Sleep(2 * time.Second)
+	if s := status(); s != enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		t.Fatalf("a restarted worker undid the stop: poller %s", s)
+	}
+
+	h.vars["SYNCBRIDGE_START_POLLERS"] = "false"
+	h.mustStarter("pollers", "start")
+	waitStatus(enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, "after start")
+}
