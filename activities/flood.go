@@ -105,6 +105,23 @@ func (a *Activities) adapt(f Flood, took time.Duration) (slow bool) {
 	return false
 }
 
+// waitRows takes n rows from the rows-per-second budget, in pieces no
+// larger than the limiter's burst.
+func (a *Activities) waitRows(ctx context.Context, n int) error {
+	l := a.flood.limiter
+	if l == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, l.Burst())
+		if err := l.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}
+
 // pollFlood gathers a group of batches and settles it. It returns how many
 // messages it consumed.
 func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger) (int, error) {
@@ -192,11 +209,9 @@ func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger
 
 	var handles []string
 	if len(bulkEvs) > 0 {
-		if a.flood.limiter != nil {
-			if err := a.flood.limiter.WaitN(ctx, min(len(bulkEvs), a.flood.limiter.Burst())); err != nil {
-				exceptions = append(exceptions, bulkMsgs...)
-				bulkMsgs, bulkEvs = nil, nil
-			}
+		if err := a.waitRows(ctx, len(bulkEvs)); err != nil {
+			exceptions = append(exceptions, bulkMsgs...)
+			bulkMsgs, bulkEvs = nil, nil
 		}
 	}
 	if len(bulkEvs) > 0 {
