@@ -59,18 +59,28 @@ func RegisterWorkflows(w worker.WorkflowRegistry) {
 	workflows.Register(w)
 }
 
-// clientOptions sets the converter every client of the pipeline must
-// use: encrypted when a payload key is configured.
+// clientOptions sets the converters every client of the pipeline must
+// use: payloads and failure texts encrypted unless the configuration opted
+// out of it (config refuses to load without a key otherwise).
 func clientOptions(cfg config.Config) (client.Options, error) {
 	var o client.Options
-	if len(cfg.Pipeline.PayloadKey) > 0 {
-		c, err := codec.New(cfg.Pipeline.PayloadKey)
-		if err != nil {
-			return o, err
-		}
-		o.DataConverter = c.DataConverter()
+	c, err := PayloadCodec(cfg)
+	if err != nil || c == nil {
+		return o, err
 	}
+	o.DataConverter = c.DataConverter()
+	o.FailureConverter = c.FailureConverter()
 	return o, nil
+}
+
+// PayloadCodec is the configured codec for the configured namespace; nil
+// when payloads are plaintext.
+func PayloadCodec(cfg config.Config) (*codec.AESGCM, error) {
+	r, err := cfg.Keyring()
+	if err != nil || r == nil {
+		return nil, err
+	}
+	return r.Codec(cfg.Temporal.Namespace), nil
 }
 
 // Dial connects a Temporal client with the pipeline's converter.
