@@ -29,7 +29,15 @@ func (p *pipe) replayLive(workflowID, saveAs string) {
 		}
 		h.Events = append(h.Events, ev)
 	}
-	r := worker.NewWorkflowReplayer()
+	var o worker.WorkflowReplayerOptions
+	if p.env.Codec != nil { // decode with the test's key, as a worker would
+		o.DataConverter = p.env.Codec.DataConverter()
+		o.FailureConverter = p.env.Codec.FailureConverter()
+	}
+	r, err := worker.NewWorkflowReplayerWithOptions(o)
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	RegisterWorkflows(r)
 	if err := r.ReplayWorkflowHistory(nil, &h); err != nil {
 		p.t.Fatalf("replay of %s (%d events): %v", workflowID, len(h.Events), err)

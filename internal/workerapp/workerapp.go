@@ -44,6 +44,9 @@ type Options struct {
 	// Ready, if set, is called once the worker is polling, with the
 	// address /metrics is served on ("" when disabled).
 	Ready func(metricsAddr string)
+	// CodecReady, if set, is called with the codec server's address once
+	// it listens (only when SYNCBRIDGE_CODEC_ADDR is set).
+	CodecReady func(addr string)
 }
 
 // Register adds the pipeline's workflows and activities to w. Shared with
@@ -199,6 +202,18 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			}
 		}()
 		defer srv.Close()
+	}
+
+	codecAddr, stopCodec, err := serveCodec(cfg, log) // codecserver.go
+	if err != nil {
+		return err
+	}
+	defer stopCodec()
+	if codecAddr != "" {
+		log.Info("codec server listening", "addr", codecAddr, "uiOrigin", cfg.Codec.UIOrigin)
+		if o.CodecReady != nil {
+			o.CodecReady(codecAddr)
+		}
 	}
 
 	if err := w.Start(); err != nil {
