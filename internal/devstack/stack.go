@@ -237,7 +237,7 @@ func (s *Stack) Banner(metricsURL string) string {
 	}
 	switch p := s.Payloads; {
 	case p.KeyNote == "":
-		line("Payloads", "PLAINTEXT: patient data is readable in Temporal history and the Web UI")
+		line("Payloads", "PLAINTEXT: patient data is readable by anyone who can read Temporal history")
 	default:
 		line("Payloads", "encrypted (AES-256-GCM) with "+p.KeyNote+"; the server stores ciphertext")
 		if p.CodecURL != "" {
