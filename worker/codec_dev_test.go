@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/syncbridge/syncbridge/internal/syncevent"
@@ -84,12 +86,28 @@ func TestWebUIDecodesThroughCodec(t *testing.T) {
 				t.Fatal(err)
 			}
 			run := d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+			// The delivery signal carries the body; its event page shows
+			// the decoded payload.
+			var signalID int64
+			it := c.GetWorkflowHistory(context.Background(), key, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+			for it.HasNext() && signalID == 0 {
+				ev, err := it.Next()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED {
+					signalID = ev.GetEventId()
+				}
+			}
+			if signalID == 0 {
+				t.Fatalf("%s has no delivery signal", key)
+			}
 
 			if viaCodec {
 				codecRefusals(t, a, banner)
 			}
 
-			page := "http://" + a.ui + "/namespaces/default/workflows/" + key + "/" + run + "/history"
+			page := fmt.Sprintf("http://%s/namespaces/default/workflows/%s/%s/history/events/%d", a.ui, key, run, signalID)
 			want := []string{key}
 			if viaCodec {
 				want = append(want, pid, "patientData")
