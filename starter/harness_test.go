@@ -77,6 +77,9 @@ func newHarness(t *testing.T, mq mqemu.Config, vars map[string]string) *harness 
 	for k, v := range vars {
 		h.vars[k] = v
 	}
+	if _, own := vars["SYNCBRIDGE_PAYLOAD_KEY"]; own && vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] == "" {
+		delete(h.vars, "SYNCBRIDGE_PAYLOAD_KEY_ID") // the harness's ID names the harness's key
+	}
 	db, err := store.Open(context.Background(), env.DSN, 4)
 	if err != nil {
 		t.Fatal(err)

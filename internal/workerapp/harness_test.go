@@ -70,6 +70,9 @@ func newPipe(t testing.TB, mq mqemu.Config, vars map[string]string) *pipe {
 	for k, v := range vars {
 		p.vars[k] = v
 	}
+	if _, own := vars["SYNCBRIDGE_PAYLOAD_KEY"]; own && vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] == "" {
+		delete(p.vars, "SYNCBRIDGE_PAYLOAD_KEY_ID") // the harness's ID names the harness's key
+	}
 	t.Cleanup(p.stopPollers)
 	return p
 }
