@@ -79,6 +79,7 @@ func newHarness(t *testing.T, mq mqemu.Config, vars map[string]string) *harness 
 	}
 	if _, own := vars["SYNCBRIDGE_PAYLOAD_KEY"]; own && vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] == "" {
 		delete(h.vars, "SYNCBRIDGE_PAYLOAD_KEY_ID") // the harness's ID names the harness's key
+		delete(h.vars, "SYNCBRIDGE_PAYLOAD_PLAINTEXT")
 	}
 	db, err := store.Open(context.Background(), env.DSN, 4)
 	if err != nil {

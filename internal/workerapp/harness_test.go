@@ -72,6 +72,7 @@ func newPipe(t testing.TB, mq mqemu.Config, vars map[string]string) *pipe {
 	}
 	if _, own := vars["SYNCBRIDGE_PAYLOAD_KEY"]; own && vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] == "" {
 		delete(p.vars, "SYNCBRIDGE_PAYLOAD_KEY_ID") // the harness's ID names the harness's key
+		delete(p.vars, "SYNCBRIDGE_PAYLOAD_PLAINTEXT")
 	}
 	t.Cleanup(p.stopPollers)
 	return p
