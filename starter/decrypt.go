@@ -4,41 +4,27 @@ import (
 	"fmt"
 
 	failurepb "go.temporal.io/api/failure/v1"
-	"go.temporal.io/sdk/converter"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/syncbridge/syncbridge/internal/codec"
 	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
 
-// encodedFailureMessage is what the SDK puts in a failure's message when
-// the real one is in its encoded (encrypted) attributes.
-const encodedFailureMessage = "Encoded failure"
-
 // failureText is a failure's message, decrypted with the configured keys.
-// Failures read from Describe or history are raw protos: the client's
-// converters never see them. When they cannot be decrypted, the text says
-// so instead of showing the placeholder as if it were the error.
+// When it cannot be decrypted the text says so, instead of showing the
+// SDK's "Encoded failure" placeholder as if it were the error.
 func (e *env) failureText(f *failurepb.Failure) string {
 	if f == nil {
 		return ""
 	}
-	if f.GetEncodedAttributes() == nil {
-		return f.GetMessage()
-	}
-	var dc converter.DataConverter
+	var c *codec.AESGCM
 	if cfg, err := e.config(); err == nil {
-		if c, err := workerapp.PayloadCodec(cfg); err == nil && c != nil {
-			dc = c.DataConverter()
-		}
+		c, _ = workerapp.PayloadCodec(cfg)
 	}
-	if dc == nil {
+	if msg, ok := codec.FailureMessage(c, f); ok {
+		return msg
+	}
+	if c == nil {
 		return "(encrypted; cannot decrypt: no payload key configured, set SYNCBRIDGE_PAYLOAD_KEY)"
-	}
-	g := proto.Clone(f).(*failurepb.Failure)
-	// It leaves the placeholder message when decoding fails.
-	converter.DecodeCommonFailureAttributes(dc, g)
-	if g.GetMessage() != encodedFailureMessage {
-		return g.GetMessage()
 	}
 	return "(encrypted; cannot decrypt with the configured keys: SYNCBRIDGE_PAYLOAD_KEY / SYNCBRIDGE_PAYLOAD_OLD_KEYS must hold the key it was written with)"
 }

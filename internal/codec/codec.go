@@ -21,6 +21,7 @@ import (
 	"regexp"
 
 	commonpb "go.temporal.io/api/common/v1"
+	failurepb "go.temporal.io/api/failure/v1"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 )
@@ -213,4 +214,25 @@ func (c *AESGCM) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, erro
 // IsEncrypted reports whether p was written by this codec.
 func IsEncrypted(p *commonpb.Payload) bool {
 	return string(p.GetMetadata()[metaEncoding]) == encoding
+}
+
+// FailureMessage is f's message, decrypted when the failure converter
+// encoded it. Failures read from DescribeWorkflowExecution or a history
+// are raw protos that no converter has seen. ok is false when the message
+// is encoded and c (nil: no key) cannot decrypt it.
+func FailureMessage(c *AESGCM, f *failurepb.Failure) (msg string, ok bool) {
+	if f.GetEncodedAttributes() == nil {
+		return f.GetMessage(), true
+	}
+	if c == nil {
+		return "", false
+	}
+	// The SDK's encoded form (converter.EncodeCommonFailureAttributes).
+	var attrs struct {
+		Message string `json:"message"`
+	}
+	if err := c.DataConverter().FromPayload(f.GetEncodedAttributes(), &attrs); err != nil {
+		return "", false
+	}
+	return attrs.Message, true
 }

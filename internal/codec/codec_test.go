@@ -194,4 +194,14 @@ func TestFailureMessagesEncrypted(t *testing.T) {
 	if back := fc.FailureToError(f); !strings.Contains(back.Error(), "P-4711") {
 		t.Fatalf("decoded failure: %v", back)
 	}
+	if msg, ok := FailureMessage(c, f); !ok || msg != "bad body for patient P-4711" {
+		t.Fatalf("FailureMessage: %q %t", msg, ok)
+	}
+	other := ring(t, Key{ID: "k", Secret: key(2)}).Codec("default")
+	if msg, ok := FailureMessage(other, f); ok || msg != "" {
+		t.Fatalf("wrong key: %q %t", msg, ok)
+	}
+	if _, ok := FailureMessage(nil, f); ok {
+		t.Fatal("no key: decoded")
+	}
 }

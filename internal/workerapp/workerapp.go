@@ -161,7 +161,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		Store:    st,
 		Acker:    ack,
 		Consumer: consumer,
-		Temporal: tc,
+		Temporal: withFailureText(tc, cfg), // failuretext.go
 		Metrics:  reg.Pipeline,
 		Settings: activities.Settings{
 			TaskQueue:        cfg.Temporal.TaskQueue,
