@@ -145,7 +145,7 @@ func (a *Activities) describeStuck(ctx context.Context, it *ListedItem, started 
 	for _, pa := range d.GetPendingActivities() {
 		sr.PendingActivity = pa.GetActivityType().GetName()
 		sr.Attempt = pa.GetAttempt()
-		sr.LastFailure = pa.GetLastFailure().GetMessage()
+		sr.LastFailure = failureText(a.Temporal, pa.GetLastFailure())
 		break
 	}
 }

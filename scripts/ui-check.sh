@@ -3,8 +3,8 @@
 #
 # Loads URL in headless Chromium the way a person's browser would (the page is
 # a single-page app, so it is given virtual time to fetch and render), checks
-# that every EXPECTED_TEXT appears in the rendered DOM, and saves a 1400x900
-# screenshot to OUT.png.
+# that every EXPECTED_TEXT appears in the rendered DOM (a text written !TEXT
+# must not appear), and saves a 1400x900 screenshot to OUT.png.
 #
 # Exit status: 0 all texts found (or Chromium absent and not required),
 # 1 a text is missing, 2 usage or Chromium failure.
@@ -78,12 +78,18 @@ if [[ $(head -c 8 "$out" | od -An -tx1 | tr -d ' \n') != 89504e470d0a1a0a ]]; th
 fi
 
 missing=()
+present=()
 for text in "$@"; do
-	grep -qF -- "$text" "$work/dom.html" || missing+=("$text")
+	if [[ $text == !* ]]; then
+		! grep -qF -- "${text#!}" "$work/dom.html" || present+=("${text#!}")
+	else
+		grep -qF -- "$text" "$work/dom.html" || missing+=("$text")
+	fi
 done
-if [[ ${#missing[@]} -gt 0 ]]; then
+if [[ ${#missing[@]} -gt 0 || ${#present[@]} -gt 0 ]]; then
 	cp "$work/dom.html" "$out.dom.html"
-	echo "FAIL: ui-check: $url rendered without: ${missing[*]}" >&2
+	[[ ${#missing[@]} -eq 0 ]] || echo "FAIL: ui-check: $url rendered without: ${missing[*]}" >&2
+	[[ ${#present[@]} -eq 0 ]] || echo "FAIL: ui-check: $url rendered what it must not: ${present[*]}" >&2
 	echo "  rendered DOM saved to $out.dom.html, screenshot to $out" >&2
 	exit 1
 fi

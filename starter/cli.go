@@ -40,6 +40,7 @@ var commands = []command{
 	{"inspect", "everything known about one key: workflow, history, row, conflicts, quarantine", runInspect},
 	{"pollers", "start, stop (gracefully) or show the poller workflows", runPollers},
 	{"publish", "publish realistic sync events to the broker, as edge devices do", runPublish},
+	{"codec-server", "serve the codec endpoint the Web UI and temporal CLI decrypt payloads through", runCodecServer},
 }
 
 func usage(w io.Writer) {

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
 
 // These tests need no service: help, usage errors and configuration
@@ -129,27 +132,25 @@ func TestParseRate(t *testing.T) {
 	}
 }
 
-// Masking keeps a body's shape and hides every value.
+// Masking hides every value, and names, booleans and lengths too.
 func TestMaskBodyHidesPatientData(t *testing.T) {
-	b := []byte(`{"patientData":{"patientId":"P-123","notes":"Jane Roe, diabetic","age":71,"tags":["x"],"vip":true,"ref":null},"deviceTimestamp":1732600000000}`)
+	b := []byte(`{"patientData":{"patientId":"P-123","notes":"Jane Roe, diabetic","age":71,"tags":["x"],"vip":true,"ref":null,"insulin":{}},"deviceTimestamp":1732600000000}`)
 	got := maskBody(b, false)
-	for _, leak := range []string{"P-123", "Jane", "71", "1732600000000", `"x"`} {
+	for _, leak := range []string{"P-123", "Jane", "71", "1732600000000", `"x"`, "true", "null", "insulin", "patientId", "5 chars", "chars"} {
 		if strings.Contains(got, leak) {
 			t.Errorf("masked body shows %q: %s", leak, got)
 		}
 	}
-	for _, keep := range []string{`"patientId":"<string, 5 chars>"`, `"age":"<number>"`, `"vip":true`, `"ref":null`, "deviceTimestamp"} {
-		if !strings.Contains(got, keep) {
-			t.Errorf("masked body lacks %s: %s", keep, got)
-		}
+	if !strings.Contains(got, "JSON object") || !strings.Contains(got, "--show-payload") {
+		t.Errorf("masked body does not say what it is: %s", got)
 	}
-	if got := maskBody([]byte("Jane Roe {"), false); strings.Contains(got, "Jane") {
-		t.Errorf("non-JSON body shown: %s", got)
+	if got := maskBody([]byte("Jane Roe {"), false); strings.Contains(got, "Jane") || !strings.Contains(got, "not valid JSON") {
+		t.Errorf("non-JSON body: %s", got)
 	}
 	if got := maskBody(b, true); got != string(b) {
 		t.Errorf("--show-payload altered the body: %s", got)
 	}
-	if maskField("P-1", false) == "P-1" || maskField("P-1", true) != "P-1" {
+	if maskField("P-1", false) == "P-1" || maskField("P-1", true) != "P-1" || maskField("", false) != maskField("P-1", false) {
 		t.Error("maskField")
 	}
 }
@@ -164,5 +165,47 @@ func TestPublishShares(t *testing.T) {
 	o = genOptions(10, 0, 0, 0, 1, "")
 	if newN, dupN, changedN, badN := syncevent.GenCounts(o); newN != 10 || dupN+changedN+badN != 0 {
 		t.Fatalf("all new: %d %d %d %d", newN, dupN, changedN, badN)
+	}
+}
+
+// A failure read raw from the server is decrypted with the configured key,
+// and one that cannot be decrypted says so instead of showing the SDK's
+// placeholder as the error.
+func TestFailureTextDecryptsOrSaysItCannot(t *testing.T) {
+	keyA := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	keyB := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
+	vars := func(kv ...string) func(string) string {
+		m := map[string]string{
+			"ROCKETMQ_ENDPOINT": "http://127.0.0.1:9876", "ALIBABA_ACCESS_KEY": "a", "ALIBABA_SECRET_KEY": "s",
+			"ROCKETMQ_TOPIC": "t", "ROCKETMQ_GROUP_ID": "g", "POLARDB_ENDPOINT": "127.0.0.1:3306", "POLARDB_USER": "u",
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	writer := &env{getenv: vars("SYNCBRIDGE_PAYLOAD_KEY", keyA)}
+	cfg, err := writer.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := workerapp.PayloadCodec(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.FailureConverter().ErrorToFailure(errors.New("insert failed: duplicate column"))
+	if f.GetMessage() != "Encoded failure" {
+		t.Fatalf("failure not encoded: %q", f.GetMessage())
+	}
+	if got := writer.failureText(f); got != "insert failed: duplicate column" {
+		t.Fatalf("same key: %q", got)
+	}
+	for name, e := range map[string]*env{
+		"wrong key": {getenv: vars("SYNCBRIDGE_PAYLOAD_KEY", keyB)},
+		"no key":    {getenv: vars("SYNCBRIDGE_PAYLOAD_PLAINTEXT", "true")},
+	} {
+		if got := e.failureText(f); !strings.Contains(got, "cannot decrypt") {
+			t.Errorf("%s: %q", name, got)
+		}
 	}
 }

@@ -43,7 +43,9 @@ type harness struct {
 
 func newHarness(t *testing.T, mq mqemu.Config, vars map[string]string) *harness {
 	t.Helper()
-	env := testenv.New(t, testenv.Options{MQ: mq})
+	// Encrypted, as in production, unless the test refreshes the recorded
+	// histories: those are replayed by the workflows package without a key.
+	env := testenv.New(t, testenv.Options{MQ: mq, Plaintext: os.Getenv(updateHistoryEnv) == "1"})
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	env.Topic = "sync-" + hex.EncodeToString(b)
@@ -66,8 +68,18 @@ func newHarness(t *testing.T, mq mqemu.Config, vars map[string]string) *harness 
 		"SYNCBRIDGE_ACK_FLUSH":          "20ms",
 		"SYNCBRIDGE_START_POLLERS":      "false",
 	}
+	if env.PayloadKey != "" {
+		h.vars["SYNCBRIDGE_PAYLOAD_KEY"] = env.PayloadKey
+		h.vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] = env.PayloadKeyID
+	} else {
+		h.vars["SYNCBRIDGE_PAYLOAD_PLAINTEXT"] = "true"
+	}
 	for k, v := range vars {
 		h.vars[k] = v
+	}
+	if _, own := vars["SYNCBRIDGE_PAYLOAD_KEY"]; own && vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] == "" {
+		delete(h.vars, "SYNCBRIDGE_PAYLOAD_KEY_ID") // the harness's ID names the harness's key
+		delete(h.vars, "SYNCBRIDGE_PAYLOAD_PLAINTEXT")
 	}
 	db, err := store.Open(context.Background(), env.DSN, 4)
 	if err != nil {
@@ -251,7 +263,7 @@ func (h *harness) replayLive(workflowID, saveAs string) {
 		}
 		hist.Events = append(hist.Events, ev)
 	}
-	r := worker.NewWorkflowReplayer()
+	r := h.replayer()
 	workerapp.RegisterWorkflows(r)
 	if err := r.ReplayWorkflowHistory(nil, &hist); err != nil {
 		h.t.Fatalf("replay of %s (%d events): %v", workflowID, len(hist.Events), err)
@@ -270,4 +282,18 @@ func (h *harness) replayLive(workflowID, saveAs string) {
 		}
 		h.t.Logf("wrote %s (%d events)", path, len(hist.Events))
 	}
+}
+
+// replayer decodes with the test's key, as a worker would.
+func (h *harness) replayer() worker.WorkflowReplayer {
+	var o worker.WorkflowReplayerOptions
+	if h.env.Codec != nil {
+		o.DataConverter = h.env.Codec.DataConverter()
+		o.FailureConverter = h.env.Codec.FailureConverter()
+	}
+	r, err := worker.NewWorkflowReplayerWithOptions(o)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return r
 }

@@ -134,7 +134,7 @@ func inspectWorkflow(ctx context.Context, e *env, tc client.Client, id string) (
 		for _, pa := range pas {
 			e.printf("    %s  state %s  attempt %d", pa.GetActivityType().GetName(), snake(pa.GetState().String()), pa.GetAttempt())
 			if pa.GetLastFailure() != nil {
-				e.printf("  last failure: %s", oneLine(pa.GetLastFailure().GetMessage()))
+				e.printf("  last failure: %s", oneLine(e.failureText(pa.GetLastFailure())))
 			}
 			e.printf("\n")
 		}
@@ -151,13 +151,13 @@ func inspectWorkflow(ctx context.Context, e *env, tc client.Client, id string) (
 		}
 		counts[snake(ev.GetEventType().String())]++
 		if at := ev.GetActivityTaskFailedEventAttributes(); at != nil {
-			failure = at.GetFailure().GetMessage()
+			failure = e.failureText(at.GetFailure())
 		}
 		if at := ev.GetWorkflowExecutionTerminatedEventAttributes(); at != nil {
 			failure = "terminated: " + at.GetReason()
 		}
 		if at := ev.GetWorkflowExecutionFailedEventAttributes(); at != nil {
-			failure = "failed: " + at.GetFailure().GetMessage()
+			failure = "failed: " + e.failureText(at.GetFailure())
 		}
 	}
 	names := make([]string, 0, len(counts))
@@ -176,7 +176,11 @@ func inspectWorkflow(ctx context.Context, e *env, tc client.Client, id string) (
 	}
 	if info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 		var res contract.RecordResult
-		if err := tc.GetWorkflow(ctx, id, info.GetExecution().GetRunId()).Get(ctx, &res); err == nil {
+		err := tc.GetWorkflow(ctx, id, info.GetExecution().GetRunId()).Get(ctx, &res)
+		if err != nil {
+			// Said, not skipped: a missing line reads as "no result".
+			e.printf("  result:      %s\n", undecryptable(err))
+		} else {
 			e.printf("  result:      outcome %s, acked %d, handles expired %d\n", orDash(string(res.Outcome)), res.Acked, res.AckExpired)
 			for _, m := range res.Messages {
 				e.printf("    message %s: %s %s\n", m.MessageID, m.Outcome, m.Reason)

@@ -205,7 +205,7 @@ func pollersStatus(ctx context.Context, e *env, args []string) int {
 				hb = fmtTime(pa.GetLastHeartbeatTime().AsTime())
 			}
 			if pa.GetLastFailure() != nil {
-				lastFail = oneLine(pa.GetLastFailure().GetMessage())
+				lastFail = oneLine(e.failureText(pa.GetLastFailure()))
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, statusName(info.GetStatus()), fmtTime(info.GetStartTime().AsTime()), attempt, hb, lastFail)

@@ -111,7 +111,11 @@ func quarantineShow(ctx context.Context, e *env, args []string) int {
 	e.printf("tag:            %s\n", orDash(r.Tag))
 	e.printf("deliveries:     %d\n", r.ConsumedTimes)
 	e.printf("quarantined at: %s\n", fmtTime(r.QuarantinedAt))
-	e.printf("body (%d bytes): %s\n", len(r.Body), maskBody(r.Body, *show))
+	if *show {
+		e.printf("body (%d bytes): %s\n", len(r.Body), r.Body)
+	} else {
+		e.printf("body: %s\n", maskBody(r.Body, false))
+	}
 	return exitOK
 }
 

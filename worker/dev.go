@@ -32,6 +32,8 @@ type devFlags struct {
 	uiAddr       string
 	mqAddr       string
 	mysqlAddr    string
+	codecAddr    string
+	uiCodec      bool
 }
 
 func (d *devFlags) register(fs *flag.FlagSet) {
@@ -43,6 +45,8 @@ func (d *devFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&d.temporalAddr, "dev-temporal-addr", "127.0.0.1:7233", "embedded Temporal frontend (gRPC) address")
 	fs.StringVar(&d.uiAddr, "dev-ui-addr", "127.0.0.1:8233", "Temporal Web UI address")
 	fs.StringVar(&d.mqAddr, "dev-mq-addr", "127.0.0.1:9876", "RocketMQ HTTP emulator address")
+	fs.StringVar(&d.codecAddr, "dev-codec-addr", "127.0.0.1:8234", "codec server address (the Web UI and temporal CLI decode encrypted payloads through it)")
+	fs.BoolVar(&d.uiCodec, "dev-ui-codec", true, "configure the Web UI to decode payloads through the codec server; false shows what the server stores (ciphertext)")
 	fs.StringVar(&d.mysqlAddr, "dev-mysql-addr", "127.0.0.1:3307", "embedded MySQL-compatible database address (used when POLARDB_* is not set)")
 }
 
@@ -63,9 +67,14 @@ func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.Level
 		dbOnly, err := config.Load(func(k string) string {
 			switch k {
 			case "ROCKETMQ_ENDPOINT":
-				return "http://placeholder"
+				return "http://127.0.0.1"
 			case "ALIBABA_ACCESS_KEY", "ALIBABA_SECRET_KEY", "ROCKETMQ_TOPIC", "ROCKETMQ_GROUP_ID":
 				return "placeholder"
+			case "SYNCBRIDGE_PAYLOAD_PLAINTEXT":
+				return "true"
+			case "SYNCBRIDGE_PAYLOAD_KEY", "SYNCBRIDGE_PAYLOAD_KEY_FILE", "SYNCBRIDGE_PAYLOAD_KEY_ID", "SYNCBRIDGE_PAYLOAD_OLD_KEYS", "SYNCBRIDGE_PAYLOAD_OLD_KEYS_FILE",
+				"SYNCBRIDGE_CODEC_ADDR", "SYNCBRIDGE_CODEC_TOKEN", "SYNCBRIDGE_CODEC_TOKEN_FILE":
+				return "" // only the database settings matter here
 			}
 			return os.Getenv(k)
 		})
@@ -75,10 +84,22 @@ func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.Level
 		externalDSN = dbOnly.DB.DSN
 	}
 
+	// Encrypted as in production, with a dev key; the codec server lets
+	// the Web UI show the decoded payloads.
+	secrets, err := loadDevSecrets(d.db)
+	if err != nil {
+		return err
+	}
+	codecURL := "http://" + d.codecAddr
+	uiCodec := ""
+	if d.uiCodec {
+		uiCodec = codecURL
+	}
 	stack, err := devstack.Start(ctx, devstack.Options{
 		Temporal: devstack.TemporalOptions{
 			FrontendAddr:     d.temporalAddr,
 			UIAddr:           d.uiAddr,
+			UICodecEndpoint:  uiCodec,
 			DBPath:           d.db,
 			Namespace:        "default",
 			SearchAttributes: searchattr.All(),
@@ -112,12 +133,43 @@ func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.Level
 	// A shorter long poll than production's 30 s: a stopping worker lets
 	// the poll in progress finish, and Ctrl-C should feel immediate.
 	env["SYNCBRIDGE_POLL_WAIT"] = "5s"
+	env["SYNCBRIDGE_PAYLOAD_KEY"] = secrets.key
+	env["SYNCBRIDGE_PAYLOAD_KEY_ID"] = "dev"
+	env["SYNCBRIDGE_CODEC_ADDR"] = d.codecAddr
+	env["SYNCBRIDGE_CODEC_TOKEN"] = secrets.token
+	env["SYNCBRIDGE_CODEC_AUTH"] = "ui-origin"
+	if u := stack.Temporal.UIURL(); u != "" {
+		env["SYNCBRIDGE_CODEC_UI_ORIGIN"] = u
+	} else {
+		env["SYNCBRIDGE_CODEC_AUTH"] = "token"
+	}
+	for _, k := range []string{"SYNCBRIDGE_PAYLOAD_KEY_FILE", "SYNCBRIDGE_PAYLOAD_OLD_KEYS", "SYNCBRIDGE_PAYLOAD_OLD_KEYS_FILE", "SYNCBRIDGE_PAYLOAD_PLAINTEXT", "SYNCBRIDGE_CODEC_TOKEN_FILE"} {
+		env[k] = "" // the dev key and token win over a production setting in the shell
+	}
+	stack.Payloads = devstack.PayloadInfo{
+		KeyNote:   "a generated dev key (in memory: lost on exit)",
+		CodecURL:  codecURL,
+		UIDecodes: d.uiCodec,
+		Env: [][2]string{
+			{"SYNCBRIDGE_PAYLOAD_KEY", secrets.key},
+			{"SYNCBRIDGE_PAYLOAD_KEY_ID", "dev"},
+			{"SYNCBRIDGE_CODEC_TOKEN", secrets.token},
+		},
+	}
+	if secrets.keyFile != "" {
+		stack.Payloads.KeyNote = "the dev key in " + secrets.keyFile
+		stack.Payloads.Env = [][2]string{
+			{"SYNCBRIDGE_PAYLOAD_KEY_FILE", secrets.keyFile},
+			{"SYNCBRIDGE_PAYLOAD_KEY_ID", "dev"},
+			{"SYNCBRIDGE_CODEC_TOKEN_FILE", secrets.tokenFile},
+		}
+	}
 	cfg, err := config.Load(func(k string) string {
 		if v := os.Getenv(k); v != "" && k == "SYNCBRIDGE_POLL_WAIT" {
 			return v
 		}
 		if v, ok := env[k]; ok {
-			return v
+			return v // "" included: the dev stack's choice wins
 		}
 		return os.Getenv(k)
 	})

@@ -80,13 +80,15 @@ func freeAddr(t *testing.T) string {
 type devProc struct {
 	cmd    *exec.Cmd
 	banner chan string
-	done   chan error
+	// bannerText receives the banner once more, for tests that read it.
+	bannerText chan string
+	done       chan error
 }
 
-type devAddrs struct{ temporal, ui, mq, mysql, metrics string }
+type devAddrs struct{ temporal, ui, mq, mysql, metrics, codec string }
 
 func newAddrs(t *testing.T) devAddrs {
-	return devAddrs{freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)}
+	return devAddrs{freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)}
 }
 
 // startDev runs the binary and waits for its banner.
@@ -94,6 +96,7 @@ func startDev(t *testing.T, a devAddrs, env []string, args ...string) *devProc {
 	t.Helper()
 	all := append([]string{"-dev",
 		"-dev-temporal-addr", a.temporal, "-dev-ui-addr", a.ui, "-dev-mq-addr", a.mq, "-dev-mysql-addr", a.mysql,
+		"-dev-codec-addr", a.codec,
 	}, args...)
 	cmd := exec.Command(workerBinary(t), all...)
 	cmd.Env = append(append(os.Environ(), "SYNCBRIDGE_METRICS_ADDR="+a.metrics), env...)
@@ -109,7 +112,7 @@ func startDev(t *testing.T, a devAddrs, env []string, args ...string) *devProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &devProc{cmd: cmd, banner: make(chan string, 1), done: make(chan error, 1)}
+	p := &devProc{cmd: cmd, banner: make(chan string, 1), bannerText: make(chan string, 1), done: make(chan error, 1)}
 	go func() {
 		var b strings.Builder
 		sc := bufio.NewScanner(stdout)
@@ -117,6 +120,7 @@ func startDev(t *testing.T, a devAddrs, env []string, args ...string) *devProc {
 			b.WriteString(sc.Text() + "\n")
 			if strings.HasPrefix(sc.Text(), "Ctrl-C stops everything") {
 				p.banner <- b.String()
+				p.bannerText <- b.String()
 			}
 		}
 		_, _ = io.Copy(io.Discard, stdout)

@@ -9,7 +9,6 @@
 package config
 
 import (
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/syncbridge/syncbridge/internal/codec"
 )
 
 // Config is the whole runtime configuration.
@@ -34,6 +35,9 @@ type Config struct {
 	HealthInterval time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level
+	// Codec is the codec server the worker serves for the Web UI and CLI
+	// (codecserver.go).
+	Codec CodecServer
 }
 
 // MQ addresses the RocketMQ HTTP endpoint.
@@ -107,9 +111,25 @@ type Pipeline struct {
 	// the message is quarantined as db_unclassified. Counted from the
 	// insert's first attempt.
 	UnclassifiedRetryFor time.Duration
-	// PayloadKey, when set (32 bytes), encrypts workflow payloads with
-	// AES-256-GCM so message bodies are not plaintext in Temporal history.
-	PayloadKey []byte // secret
+	// PayloadKeys encrypt workflow payloads and failure texts with
+	// AES-256-GCM so patient data is not plaintext in Temporal history.
+	// The first key writes (SYNCBRIDGE_PAYLOAD_KEY); the others
+	// (SYNCBRIDGE_PAYLOAD_OLD_KEYS) only read, for rotation. Empty only
+	// when PlaintextPayloads is set.
+	PayloadKeys []codec.Key // secret
+	// PlaintextPayloads is the explicit opt-out
+	// (SYNCBRIDGE_PAYLOAD_PLAINTEXT=true): without a key and without it,
+	// the worker refuses to start.
+	PlaintextPayloads bool
+}
+
+// Keyring builds the payload keyring; nil when payloads are plaintext.
+func (c Config) Keyring() (*codec.Keyring, error) {
+	ks := c.Pipeline.PayloadKeys
+	if len(ks) == 0 {
+		return nil, nil
+	}
+	return codec.NewKeyring(ks[0], ks[1:]...)
 }
 
 // Var documents one environment variable.
@@ -161,10 +181,22 @@ var Vars = []Var{
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "50ms", "max wait to coalesce acks into one call", false},
 	{"SYNCBRIDGE_UNCLASSIFIED_RETRY_FOR", "6h", "how long an insert failing with an unclassified database error is retried before quarantine as db_unclassified (1m-720h)", false},
-	{"SYNCBRIDGE_PAYLOAD_KEY", "", "base64 32-byte key: encrypt Temporal payloads (or SYNCBRIDGE_PAYLOAD_KEY_FILE)", true},
+	{"SYNCBRIDGE_PAYLOAD_KEY", "", "base64 32-byte key encrypting Temporal payloads and failures (required unless SYNCBRIDGE_PAYLOAD_PLAINTEXT; or _FILE)", true},
+	{"SYNCBRIDGE_PAYLOAD_KEY_ID", "", "ID written with each payload for the current key; empty = derived from the key", false},
+	{"SYNCBRIDGE_PAYLOAD_OLD_KEYS", "", "read-only keys kept for rotation: comma-separated ID:base64key (or _FILE, one a line)", true},
+	{"SYNCBRIDGE_PAYLOAD_PLAINTEXT", "false", "true = run without a payload key, patient data readable in Temporal (explicit opt-out)", false},
 	{"SYNCBRIDGE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics, /healthz and /readyz listen address; 'off' disables", false},
 	{"SYNCBRIDGE_HEALTH_INTERVAL", "5s", "how often /readyz re-checks Temporal, the database and the broker (100ms-5m)", false},
 	{"SYNCBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", false},
+	// Codec server for the Web UI and the temporal CLI (codecserver.go).
+	{"SYNCBRIDGE_CODEC_ADDR", "off", "codec server listen address (POST /encode, /decode); 'off' disables", false},
+	{"SYNCBRIDGE_CODEC_TOKEN", "", "bearer token(s) the codec server accepts, one a line (required with SYNCBRIDGE_CODEC_ADDR; or _FILE)", true},
+	{"SYNCBRIDGE_CODEC_UI_ORIGIN", "", "Web UI origin granted CORS, e.g. https://temporal-ui.example.com; empty = no browser access", false},
+	{"SYNCBRIDGE_CODEC_AUTH", "token", "token, or ui-origin: also accept browser calls from SYNCBRIDGE_CODEC_UI_ORIGIN without a token (trusted local network only)", false},
+	// Transport overrides (tls.go): plaintext to a non-loopback host is refused without them.
+	{"ROCKETMQ_ALLOW_HTTP", "false", "true = accept an http:// ROCKETMQ_ENDPOINT on a non-loopback host", false},
+	{"POLARDB_ALLOW_PLAINTEXT", "false", "true = accept POLARDB_TLS=false or preferred to a non-loopback host", false},
+	{"TEMPORAL_ALLOW_PLAINTEXT_API_KEY", "false", "true = accept TEMPORAL_API_KEY with TEMPORAL_TLS=false to a non-loopback host", false},
 }
 
 // Load reads the configuration through getenv (os.Getenv in production,
@@ -235,13 +267,7 @@ func Load(getenv func(string) string) (Config, error) {
 		AckFlushInterval:     l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),
 		UnclassifiedRetryFor: l.durationIn("SYNCBRIDGE_UNCLASSIFIED_RETRY_FOR", time.Minute, 720*time.Hour),
 	}
-	if key := l.secret("SYNCBRIDGE_PAYLOAD_KEY", false); key != "" {
-		b, err := base64.StdEncoding.DecodeString(key)
-		if err != nil || len(b) != 32 {
-			l.fail("SYNCBRIDGE_PAYLOAD_KEY", "must be 32 bytes, base64-encoded (value not shown)")
-		}
-		c.Pipeline.PayloadKey = b
-	}
+	c.Pipeline.PayloadKeys, c.Pipeline.PlaintextPayloads = l.payloadKeys()
 
 	c.MetricsAddr = l.str("SYNCBRIDGE_METRICS_ADDR")
 	if c.MetricsAddr == "off" {
@@ -251,6 +277,8 @@ func Load(getenv func(string) string) (Config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(l.str("SYNCBRIDGE_LOG_LEVEL"))); err != nil {
 		l.fail("SYNCBRIDGE_LOG_LEVEL", "must be debug, info, warn or error")
 	}
+	c.Codec = l.codecServer() // codecserver.go
+	l.transportSafety(c)      // tls.go
 
 	if len(l.problems) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(l.problems, "; "))
@@ -263,10 +291,10 @@ func FromEnv() (Config, error) { return Load(os.Getenv) }
 
 // String never shows secrets, so a Config can be logged as a whole.
 func (c Config) String() string {
-	return fmt.Sprintf("mq=%s topic=%s group=%s instance=%q tag=%q db=%s temporal=%s/%s queue=%s pollers=%d maxInFlight=%d encryptPayloads=%t",
+	return fmt.Sprintf("mq=%s topic=%s group=%s instance=%q tag=%q db=%s temporal=%s/%s queue=%s pollers=%d maxInFlight=%d encryptPayloads=%t codec=%q",
 		c.MQ.Endpoint, c.MQ.Topic, c.MQ.Group, c.MQ.InstanceID, c.MQ.Tag, RedactDSN(c.DB.DSN),
 		c.Temporal.Address, c.Temporal.Namespace, c.Temporal.TaskQueue,
-		c.Pipeline.Pollers, c.Pipeline.MaxInFlight, len(c.Pipeline.PayloadKey) > 0)
+		c.Pipeline.Pollers, c.Pipeline.MaxInFlight, len(c.Pipeline.PayloadKeys) > 0, c.Codec.Addr)
 }
 
 // LogValue makes slog use the redacted form.

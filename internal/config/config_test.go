@@ -22,8 +22,15 @@ func valid() map[string]string {
 		"POLARDB_ENDPOINT":   "db.internal:3306",
 		"POLARDB_USER":       "sync",
 		"POLARDB_PASSWORD":   "db-pa55word",
+		// Production's defaults: encrypted payloads. The database link
+		// override lets the TLS-mode tests start from plaintext; the
+		// refusal itself is TestTransportRefusals'.
+		"SYNCBRIDGE_PAYLOAD_KEY":  testKey,
+		"POLARDB_ALLOW_PLAINTEXT": "true",
 	}
 }
+
+const testKey = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 
 func TestDefaults(t *testing.T) {
 	c, err := Load(env(valid()))
@@ -60,7 +67,6 @@ func TestMissingAndInvalidAreAllNamed(t *testing.T) {
 
 func TestSecretsNeverPrinted(t *testing.T) {
 	m := valid()
-	m["SYNCBRIDGE_PAYLOAD_KEY"] = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
 	c, err := Load(env(m))
 	if err != nil {
 		t.Fatal(err)

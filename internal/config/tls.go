@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -163,4 +165,47 @@ func LoadCertPool(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("CA file %s: %w", path, err)
 	}
 	return pool, nil
+}
+
+// transportSafety refuses plaintext links that would carry patient data or
+// credentials across a network: an http:// broker endpoint (message bodies,
+// signed requests), a database without enforced TLS (rows, password), an
+// API key over plaintext gRPC. Loopback is exempt (the dev stack, a local
+// tunnel or sidecar); anything else needs its explicit override, so the
+// insecure choice is written down in the deployment, not a default.
+func (l *loader) transportSafety(c Config) {
+	if u, err := url.Parse(c.MQ.Endpoint); err == nil && u.Scheme == "http" && !isLoopback(u.Hostname()) && !l.boolean("ROCKETMQ_ALLOW_HTTP") {
+		l.fail("ROCKETMQ_ENDPOINT", "is http:// to a non-loopback host: message bodies and signed requests would cross the network in plaintext; use the https:// endpoint, or set ROCKETMQ_ALLOW_HTTP=true to accept it")
+	}
+	if mc, err := mysql.ParseDSN(c.DB.DSN); err == nil && mc.Net == "tcp" {
+		host, _, err := net.SplitHostPort(mc.Addr)
+		if err != nil {
+			host = mc.Addr
+		}
+		weak := mc.TLSConfig == "" || mc.TLSConfig == DBTLSOff || mc.TLSConfig == DBTLSPreferred || mc.AllowFallbackToPlaintext
+		if weak && !isLoopback(host) && !l.boolean("POLARDB_ALLOW_PLAINTEXT") {
+			l.fail("POLARDB_TLS", "is false or preferred for a non-loopback database: rows and the password could travel in plaintext "+
+				"(preferred falls back silently); use POLARDB_TLS=true or skip-verify, or set POLARDB_ALLOW_PLAINTEXT=true to accept it")
+		}
+	}
+	if c.Temporal.APIKey != "" && !c.Temporal.TLS.Enabled {
+		host, _, err := net.SplitHostPort(c.Temporal.Address)
+		if err != nil {
+			host = c.Temporal.Address
+		}
+		if !isLoopback(host) && !l.boolean("TEMPORAL_ALLOW_PLAINTEXT_API_KEY") {
+			l.fail("TEMPORAL_TLS", "is false with TEMPORAL_API_KEY set for a non-loopback frontend: the key would be sent in plaintext; "+
+				"enable TLS, or set TEMPORAL_ALLOW_PLAINTEXT_API_KEY=true to accept it")
+		}
+	}
+}
+
+// isLoopback is true for localhost and loopback IPs. Names are not
+// resolved: what a name points to can change after the check.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -104,6 +104,10 @@ type Stack struct {
 
 	Topic, Group, Tag, InstanceID, AccessKey, SecretKey string
 
+	// Payloads describes payload encryption for the banner; set by the
+	// caller that configures the worker (worker -dev).
+	Payloads PayloadInfo
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -156,6 +160,19 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 	}
 	s.MQServer = srv
 	return s, nil
+}
+
+// PayloadInfo is what the banner says about payload encryption.
+type PayloadInfo struct {
+	// KeyNote says where the key lives ("" = payloads are plaintext).
+	KeyNote string
+	// CodecURL is the codec endpoint ("" = none).
+	CodecURL string
+	// UIDecodes is true when the Web UI is configured to use CodecURL.
+	UIDecodes bool
+	// Env are extra exports a second terminal needs (the key, the codec
+	// token), printed after Env's.
+	Env [][2]string
 }
 
 // Close stops the parts in reverse start order and reports every failure.
@@ -218,6 +235,19 @@ func (s *Stack) Banner(metricsURL string) string {
 	if metricsURL != "" {
 		line("Metrics", metricsURL)
 	}
+	switch p := s.Payloads; {
+	case p.KeyNote == "":
+		line("Payloads", "PLAINTEXT: patient data is readable by anyone who can read Temporal history")
+	default:
+		line("Payloads", "encrypted (AES-256-GCM) with "+p.KeyNote+"; the server stores ciphertext")
+		if p.CodecURL != "" {
+			ui := "the Web UI does not use it: it shows ciphertext"
+			if p.UIDecodes {
+				ui = "the Web UI decodes through it"
+			}
+			line("Codec server", p.CodecURL+" ("+ui+"; CLI: temporal workflow show --codec-endpoint "+p.CodecURL+` --codec-auth "Bearer $SYNCBRIDGE_CODEC_TOKEN")`)
+		}
+	}
 	if s.DB != nil {
 		line("Database", s.DSN+" (embedded, in memory: lost on exit)")
 	} else {
@@ -230,6 +260,9 @@ func (s *Stack) Banner(metricsURL string) string {
 			v = maskDSN(v)
 		}
 		fmt.Fprintf(&b, "  export %s=%s\n", kv[0], shellQuote(v))
+	}
+	for _, kv := range s.Payloads.Env {
+		fmt.Fprintf(&b, "  export %s=%s\n", kv[0], shellQuote(kv[1]))
 	}
 	b.WriteString("\nCtrl-C stops everything.\n")
 	return b.String()

@@ -53,6 +53,10 @@ type TemporalOptions struct {
 	// UIAddr is the host:port of the Web UI. "" starts no UI; port 0 picks a
 	// free port. The CLI-compatible choice is DefaultUIAddr.
 	UIAddr string
+	// UICodecEndpoint is the codec server the Web UI decodes payloads
+	// through (the browser calls it, so it must allow the UI's origin);
+	// "" shows payloads as the server stores them.
+	UICodecEndpoint string
 	// DBPath is the SQLite file holding all server state. "" keeps it in
 	// memory: every workflow is gone when the process exits. A missing file
 	// is created with the schema; its directory must exist.
@@ -178,7 +182,7 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 		return nil, err
 	}
 	if uiAddr != "" {
-		ui, err := startWebUI(ctx, uiAddr, frontend, o.Namespace)
+		ui, err := startWebUI(ctx, uiAddr, frontend, o.Namespace, o.UICodecEndpoint)
 		if err != nil {
 			_ = t.Stop()
 			return nil, err

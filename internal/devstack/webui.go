@@ -25,7 +25,7 @@ type webUI struct {
 // returns once its health endpoint answers. The UI server binds inside its
 // blocking Start and exits the process if that fails, so the free-port check
 // before and the health check after are what make failures visible.
-func startWebUI(ctx context.Context, addr, frontend, namespace string) (*webUI, error) {
+func startWebUI(ctx context.Context, addr, frontend, namespace, codecEndpoint string) (*webUI, error) {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("devstack: web UI address %q: %w", addr, err)
@@ -45,6 +45,9 @@ func startWebUI(ctx context.Context, addr, frontend, namespace string) (*webUI, 
 		HideLogs: true,
 		// The dev stack must work offline; the news feed is a remote fetch.
 		DisableNewsFetch: true,
+		// Payloads are encrypted; the browser decodes them through the
+		// codec endpoint, which grants CORS to this UI's origin only.
+		Codec: uiconfig.Codec{Endpoint: codecEndpoint},
 	}))
 	ui := &webUI{srv: srv, url: "http://" + addr, done: make(chan struct{})}
 	go func() {

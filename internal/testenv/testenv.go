@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"database/sql"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,7 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
+	"github.com/syncbridge/syncbridge/internal/codec"
 	"github.com/syncbridge/syncbridge/internal/devstack"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/searchattr"
@@ -125,14 +127,26 @@ type Options struct {
 	// MaxLongPoll). New adds the Env's credential, instance and topic and,
 	// when nil, a Logger writing to the test log.
 	MQ mqemu.Config
+	// Plaintext turns payload encryption off for the Env's client and
+	// leaves PayloadKey empty. The default is production's: encrypted.
+	Plaintext bool
 }
 
 // Env is one test's view of the harness. Everything in it is closed or
 // dropped at the test's cleanup.
 type Env struct {
 	TemporalAddr, Namespace string
-	// Client is connected to Namespace.
+	// Client is connected to Namespace with the pipeline's converters:
+	// it reads and writes payloads encrypted with PayloadKey, as the
+	// workers and the starter do.
 	Client client.Client
+	// RawClient has no codec: it sees history as the server stores it.
+	RawClient client.Client
+	// PayloadKey is a fresh base64 AES-256 key (SYNCBRIDGE_PAYLOAD_KEY),
+	// PayloadKeyID its ID; both empty with Options.Plaintext.
+	PayloadKey, PayloadKeyID string
+	// Codec is the codec of PayloadKey for Namespace; nil with Plaintext.
+	Codec *codec.AESGCM
 	// TaskQueue is unique to the test, so workers of earlier tests never
 	// pick up its tasks.
 	TaskQueue string
@@ -180,7 +194,7 @@ func New(t testing.TB, opts ...Options) *Env {
 		Logger:       logger,
 	}
 
-	c, err := client.Dial(client.Options{
+	raw, err := client.Dial(client.Options{
 		HostPort:  e.TemporalAddr,
 		Namespace: e.Namespace,
 		Logger:    sdklog.NewStructuredLogger(logger.With("component", "temporal-client")),
@@ -188,8 +202,33 @@ func New(t testing.TB, opts ...Options) *Env {
 	if err != nil {
 		t.Fatalf("testenv: dial Temporal at %s: %v", e.TemporalAddr, err)
 	}
-	e.Client = c
-	t.Cleanup(c.Close)
+	e.RawClient = raw
+	t.Cleanup(raw.Close)
+	e.Client = raw
+	if !o.Plaintext {
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			t.Fatalf("testenv: payload key: %v", err)
+		}
+		e.PayloadKey = base64.StdEncoding.EncodeToString(secret)
+		e.PayloadKeyID = "test-" + suffix
+		ring, err := codec.NewKeyring(codec.Key{ID: e.PayloadKeyID, Secret: secret})
+		if err != nil {
+			t.Fatalf("testenv: keyring: %v", err)
+		}
+		e.Codec = ring.Codec(e.Namespace)
+		c, err := client.NewClientFromExisting(raw, client.Options{
+			Namespace:        e.Namespace,
+			DataConverter:    e.Codec.DataConverter(),
+			FailureConverter: e.Codec.FailureConverter(),
+			Logger:           sdklog.NewStructuredLogger(logger.With("component", "temporal-client")),
+		})
+		if err != nil {
+			t.Fatalf("testenv: client with codec: %v", err)
+		}
+		e.Client = c
+		t.Cleanup(c.Close)
+	}
 
 	e.openDatabase(t)
 	e.startMQ(t, o.MQ, logger.With("component", "mqemu"))

@@ -215,8 +215,11 @@ func historyCosts(b *testing.B, p *pipe) (all, inserted costSum) {
 			all.cost = all.cost.Add(c)
 			var res contract.RecordResult
 			last := evs[len(evs)-1].GetWorkflowExecutionCompletedEventAttributes().GetResult()
-			if last != nil && p.env.Client != nil {
-				if err := decodeResult(last, &res); err == nil && res.Outcome == contract.OutcomeInserted {
+			if last != nil {
+				if err := decodeResult(p, last, &res); err != nil {
+					b.Fatalf("decode the result of %s: %v", e.GetExecution().GetWorkflowId(), err)
+				}
+				if res.Outcome == contract.OutcomeInserted {
 					inserted.records++
 					inserted.cost = inserted.cost.Add(c)
 				}
@@ -437,8 +440,12 @@ func (p *pipe) process(bin string) *exec.Cmd {
 	return cmd
 }
 
-func decodeResult(p *commonpb.Payloads, v any) error {
-	return converter.GetDefaultDataConverter().FromPayloads(p, v)
+// decodeResult decodes a workflow result as the pipeline's clients do.
+func decodeResult(p *pipe, payloads *commonpb.Payloads, v any) error {
+	if p.env.Codec != nil {
+		return p.env.Codec.DataConverter().FromPayloads(payloads, v)
+	}
+	return converter.GetDefaultDataConverter().FromPayloads(payloads, v)
 }
 
 // benchPlainConsumer is the loop syncbridge replaces, as the baseline for

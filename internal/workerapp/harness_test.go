@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,9 @@ type pipe struct {
 
 func newPipe(t testing.TB, mq mqemu.Config, vars map[string]string) *pipe {
 	t.Helper()
-	env := testenv.New(t, testenv.Options{MQ: mq})
+	// Encrypted, as in production, unless the test refreshes the recorded
+	// histories: those are replayed by the workflows package without a key.
+	env := testenv.New(t, testenv.Options{MQ: mq, Plaintext: os.Getenv(UpdateHistoryEnv) == "1"})
 	// Topic and workflow ID prefix unique per test: the Temporal server is
 	// shared by the package, and poller IDs derive from topic and group.
 	b := make([]byte, 4)
@@ -58,8 +61,18 @@ func newPipe(t testing.TB, mq mqemu.Config, vars map[string]string) *pipe {
 		"SYNCBRIDGE_METRICS_ADDR":       "127.0.0.1:0",
 		"SYNCBRIDGE_ACK_FLUSH":          "20ms",
 	}
+	if env.PayloadKey != "" {
+		p.vars["SYNCBRIDGE_PAYLOAD_KEY"] = env.PayloadKey
+		p.vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] = env.PayloadKeyID
+	} else {
+		p.vars["SYNCBRIDGE_PAYLOAD_PLAINTEXT"] = "true"
+	}
 	for k, v := range vars {
 		p.vars[k] = v
+	}
+	if _, own := vars["SYNCBRIDGE_PAYLOAD_KEY"]; own && vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] == "" {
+		delete(p.vars, "SYNCBRIDGE_PAYLOAD_KEY_ID") // the harness's ID names the harness's key
+		delete(p.vars, "SYNCBRIDGE_PAYLOAD_PLAINTEXT")
 	}
 	t.Cleanup(p.stopPollers)
 	return p

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/syncbridge/syncbridge/internal/codec"
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/histcost"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
@@ -210,8 +211,10 @@ func (p *pipe) stuckInsert() string {
 			continue
 		}
 		for _, pa := range d.GetPendingActivities() {
-			if pa.GetActivityType().GetName() == "Insert" && pa.GetAttempt() > 1 && pa.GetLastFailure().GetMessage() != "" {
-				return e.GetExecution().GetWorkflowId() + ": attempt " + strconv.Itoa(int(pa.GetAttempt())) + ", last error: " + pa.GetLastFailure().GetMessage()
+			// The failure text is encrypted; an operator with the key reads it.
+			msg, ok := codec.FailureMessage(p.env.Codec, pa.GetLastFailure())
+			if pa.GetActivityType().GetName() == "Insert" && pa.GetAttempt() > 1 && ok && msg != "" {
+				return e.GetExecution().GetWorkflowId() + ": attempt " + strconv.Itoa(int(pa.GetAttempt())) + ", last error: " + msg
 			}
 		}
 	}

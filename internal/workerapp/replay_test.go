@@ -21,7 +21,15 @@ const UpdateHistoryEnv = "SYNCBRIDGE_UPDATE_HISTORY"
 func (p *pipe) replayLive(workflowID, saveAs string) {
 	p.t.Helper()
 	h := historypb.History{Events: p.history(workflowID)}
-	r := worker.NewWorkflowReplayer()
+	var o worker.WorkflowReplayerOptions
+	if p.env.Codec != nil { // decode with the test's key, as a worker would
+		o.DataConverter = p.env.Codec.DataConverter()
+		o.FailureConverter = p.env.Codec.FailureConverter()
+	}
+	r, err := worker.NewWorkflowReplayerWithOptions(o)
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	RegisterWorkflows(r)
 	if err := r.ReplayWorkflowHistory(nil, &h); err != nil {
 		p.t.Fatalf("replay of %s (%d events): %v", workflowID, len(h.Events), err)

@@ -80,6 +80,8 @@ func TestTLSConnections(t *testing.T) {
 		"POLARDB_DATABASE":   db.database,
 		"TEMPORAL_ADDRESS":   tp.addr,
 		"TEMPORAL_NAMESPACE": "default",
+		// Encrypted, as production must be.
+		"SYNCBRIDGE_PAYLOAD_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
 	}
 	load := func(t *testing.T, kv ...string) config.Config {
 		t.Helper()
@@ -498,8 +500,8 @@ func startTLSMariaDB(t *testing.T, dir string, ca *testCA) tlsMariaDB {
 	// Administer it over TLS as root, then hand tests a normal account.
 	admin, err := config.Load(func(k string) string {
 		return map[string]string{
-			"ROCKETMQ_ENDPOINT": "http://x", "ALIBABA_ACCESS_KEY": "x", "ALIBABA_SECRET_KEY": "x",
-			"ROCKETMQ_TOPIC": "x", "ROCKETMQ_GROUP_ID": "x",
+			"ROCKETMQ_ENDPOINT": "http://127.0.0.1:1", "ALIBABA_ACCESS_KEY": "x", "ALIBABA_SECRET_KEY": "x",
+			"ROCKETMQ_TOPIC": "x", "ROCKETMQ_GROUP_ID": "x", "SYNCBRIDGE_PAYLOAD_PLAINTEXT": "true",
 			"POLARDB_ENDPOINT": fmt.Sprintf("127.0.0.1:%d", port), "POLARDB_USER": "root", "POLARDB_DATABASE": "mysql",
 			"POLARDB_TLS": "true", "POLARDB_TLS_CA": ca.certFile,
 		}[k]
@@ -682,9 +684,10 @@ func startTLSTemporal(t *testing.T, dir string, ca *testCA, apiKey string) *tlsT
 	clientCert, clientKey := ca.issue(t, "readiness-probe", false)
 	cfg, err := config.Load(func(k string) string {
 		return map[string]string{
-			"ROCKETMQ_ENDPOINT": "http://x", "ALIBABA_ACCESS_KEY": "x", "ALIBABA_SECRET_KEY": "x",
-			"ROCKETMQ_TOPIC": "x", "ROCKETMQ_GROUP_ID": "x", "POLARDB_ENDPOINT": "x:1", "POLARDB_USER": "x",
-			"TEMPORAL_ADDRESS": frontend, "TEMPORAL_TLS_CA": ca.certFile,
+			"ROCKETMQ_ENDPOINT": "http://127.0.0.1:1", "ALIBABA_ACCESS_KEY": "x", "ALIBABA_SECRET_KEY": "x",
+			"ROCKETMQ_TOPIC": "x", "ROCKETMQ_GROUP_ID": "x", "POLARDB_ENDPOINT": "127.0.0.1:1", "POLARDB_USER": "x",
+			"SYNCBRIDGE_PAYLOAD_PLAINTEXT": "true",
+			"TEMPORAL_ADDRESS":             frontend, "TEMPORAL_TLS_CA": ca.certFile,
 			"TEMPORAL_TLS_CERT": clientCert, "TEMPORAL_TLS_KEY": clientKey,
 		}[k]
 	})

@@ -52,6 +52,9 @@ type Options struct {
 	// RecordWorkflow, serial hand-over, one transaction per insert), for
 	// the benchmark's same-run baseline only.
 	LegacyShape bool
+	// CodecReady, if set, is called with the codec server's address once
+	// it listens (only when SYNCBRIDGE_CODEC_ADDR is set).
+	CodecReady func(addr string)
 }
 
 // Register adds the pipeline's workflows and activities to w. Shared with
@@ -67,18 +70,28 @@ func RegisterWorkflows(w worker.WorkflowRegistry) {
 	workflows.Register(w)
 }
 
-// clientOptions sets the converter every client of the pipeline must
-// use: encrypted when a payload key is configured.
+// clientOptions sets the converters every client of the pipeline must
+// use: payloads and failure texts encrypted unless the configuration opted
+// out of it (config refuses to load without a key otherwise).
 func clientOptions(cfg config.Config) (client.Options, error) {
 	var o client.Options
-	if len(cfg.Pipeline.PayloadKey) > 0 {
-		c, err := codec.New(cfg.Pipeline.PayloadKey)
-		if err != nil {
-			return o, err
-		}
-		o.DataConverter = c.DataConverter()
+	c, err := PayloadCodec(cfg)
+	if err != nil || c == nil {
+		return o, err
 	}
+	o.DataConverter = c.DataConverter()
+	o.FailureConverter = c.FailureConverter()
 	return o, nil
+}
+
+// PayloadCodec is the configured codec for the configured namespace; nil
+// when payloads are plaintext.
+func PayloadCodec(cfg config.Config) (*codec.AESGCM, error) {
+	r, err := cfg.Keyring()
+	if err != nil || r == nil {
+		return nil, err
+	}
+	return r.Codec(cfg.Temporal.Namespace), nil
 }
 
 // Dial connects a Temporal client with the pipeline's converter.
@@ -180,7 +193,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		Bulk:      st,
 		Acker:     ack,
 		Consumer:  consumer,
-		Temporal:  tc,
+		Temporal:  withFailureText(tc, cfg), // failuretext.go
 		Metrics:   reg.Pipeline,
 		Settings: activities.Settings{
 			TaskQueue:        cfg.Temporal.TaskQueue,
@@ -233,6 +246,18 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			}
 		}()
 		defer srv.Close()
+	}
+
+	codecAddr, stopCodec, err := serveCodec(cfg, log) // codecserver.go
+	if err != nil {
+		return err
+	}
+	defer stopCodec()
+	if codecAddr != "" {
+		log.Info("codec server listening", "addr", codecAddr, "uiOrigin", cfg.Codec.UIOrigin)
+		if o.CodecReady != nil {
+			o.CodecReady(codecAddr)
+		}
 	}
 
 	if err := w.Start(); err != nil {
