@@ -169,20 +169,9 @@ func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event) ([]O
 		}
 	}()
 
-	args := make([]any, 0, 7*len(batch))
-	for _, ev := range batch {
-		args = append(args, ev.Key, nullString(ev.MessageID), ev.PatientID, ev.Notes, nullTime(ev.DeviceTime), ev.Payload, ev.Hash)
-	}
-	r, err := tx.ExecContext(ctx, insertRecordsSQL(len(batch)), args...)
+	inserted, err := insertRecords(ctx, tx, batch)
 	if err != nil {
-		return nil, wrap("insert batch: records", err)
-	}
-	inserted, err := r.RowsAffected()
-	if err != nil {
-		return nil, wrap("insert batch: rows affected", err)
-	}
-	if inserted > int64(len(batch)) {
-		return nil, fmt.Errorf("store: insert batch: %d rows affected for %d events: %w", inserted, len(batch), ErrClientFoundRows)
+		return nil, err
 	}
 
 	outs := make([]Outcome, len(batch))
@@ -244,20 +233,9 @@ func classifyTx(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, insert
 // as its own (Inserted), so nothing is acked before it is stored and
 // nothing is stored twice.
 func (s *Store) insertBatchAutocommit(ctx context.Context, batch []syncevent.Event) ([]Outcome, error) {
-	args := make([]any, 0, 7*len(batch))
-	for _, ev := range batch {
-		args = append(args, ev.Key, nullString(ev.MessageID), ev.PatientID, ev.Notes, nullTime(ev.DeviceTime), ev.Payload, ev.Hash)
-	}
-	r, err := s.DB.ExecContext(ctx, insertRecordsSQL(len(batch)), args...)
+	inserted, err := insertRecords(ctx, s.DB, batch)
 	if err != nil {
-		return nil, wrap("insert batch: records", err)
-	}
-	inserted, err := r.RowsAffected()
-	if err != nil {
-		return nil, wrap("insert batch: rows affected", err)
-	}
-	if inserted > int64(len(batch)) {
-		return nil, fmt.Errorf("store: insert batch: %d rows affected for %d events: %w", inserted, len(batch), ErrClientFoundRows)
+		return nil, err
 	}
 	outs := make([]Outcome, len(batch))
 	if inserted == int64(len(batch)) {
@@ -304,6 +282,30 @@ func (s *Store) insertConflicts(ctx context.Context, batch []syncevent.Event, co
 	}
 	committed = true
 	return nil
+}
+
+// insertRecords runs the batch's multi-row INSERT ... ON DUPLICATE KEY on e
+// (a transaction, or the pool for autocommit) and returns how many rows
+// it created.
+func insertRecords(ctx context.Context, e interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}, batch []syncevent.Event) (int64, error) {
+	args := make([]any, 0, 7*len(batch))
+	for _, ev := range batch {
+		args = append(args, ev.Key, nullString(ev.MessageID), ev.PatientID, ev.Notes, nullTime(ev.DeviceTime), ev.Payload, ev.Hash)
+	}
+	r, err := e.ExecContext(ctx, insertRecordsSQL(len(batch)), args...)
+	if err != nil {
+		return 0, wrap("insert batch: records", err)
+	}
+	inserted, err := r.RowsAffected()
+	if err != nil {
+		return 0, wrap("insert batch: rows affected", err)
+	}
+	if inserted > int64(len(batch)) {
+		return 0, fmt.Errorf("store: insert batch: %d rows affected for %d events: %w", inserted, len(batch), ErrClientFoundRows)
+	}
+	return inserted, nil
 }
 
 // queryer is a *sql.DB or *sql.Tx.
