@@ -39,6 +39,11 @@ type Settings struct {
 	BatchSize        int
 	PollWait         time.Duration
 	MaxInFlight      int
+	// Hand-over and parse limits (handover_check.go); zero means the
+	// default.
+	MaxWorkflowIDBytes int // Temporal's limit.maxIDLength; default 1000
+	MaxPayloadBytes    int // Temporal's limit.blobSize.error; default 2 MiB
+	MaxBodyBytes       int // largest body accepted; default syncevent.DefaultMaxBodyBytes
 }
 
 // Activities is registered once per worker; workflows call its methods
@@ -82,7 +87,7 @@ func (a *Activities) Insert(ctx context.Context, in InsertInput) (InsertResult, 
 // commit parses and inserts; shared by the Insert activity and the
 // poller's handling of redeliveries for completed keys.
 func (a *Activities) commit(ctx context.Context, key string, d contract.Delivery) (contract.Outcome, error) {
-	ev, err := syncevent.Parse(key, d.MessageID, d.Body)
+	ev, err := a.Settings.ParseLimits().Parse(key, d.MessageID, d.Body)
 	if err != nil {
 		var inv *syncevent.InvalidError
 		if errors.As(err, &inv) {
