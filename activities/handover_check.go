@@ -24,8 +24,8 @@ import (
 // Reasons for messages refused at hand-over (quarantine reason codes, next
 // to syncevent's).
 const (
-	ReasonKeyTooLong       = "key_too_long"      // workflow ID (prefix + key) over the server's limit
-	ReasonKeyReserved      = "key_reserved"      // workflow ID could collide with the project's own (contract.IsReservedWorkflowID)
+	ReasonKeyTooLong       = "key_too_long" // workflow ID (prefix + key) over the server's limit
+	ReasonKeyReserved      = "key_reserved" // workflow ID could collide with the project's own (contract.IsReservedWorkflowID)
 	ReasonBodyTooLarge     = syncevent.ReasonBodyTooLarge
 	ReasonHandoverRejected = "handover_rejected" // Temporal refused the hand-over as invalid
 	// ReasonSignalLimit: the key's running workflow reached Temporal's
