@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/syncbridge/syncbridge/internal/contract"
 )
 
 // Config is the whole runtime configuration.
@@ -88,6 +90,17 @@ type Pipeline struct {
 	// AckFlushInterval is how long the acker waits to fill a batch of 16
 	// receipt handles before it sends what it has.
 	AckFlushInterval time.Duration
+	// MaxWorkflowIDBytes is the Temporal server's limit.maxIDLength, in
+	// bytes: a message whose prefix + key is longer is quarantined
+	// (key_too_long) instead of being refused by Temporal forever.
+	MaxWorkflowIDBytes int
+	// MaxPayloadBytes is the server's limit.blobSize.error, in bytes: a
+	// delivery that would encode larger is quarantined (body_too_large).
+	MaxPayloadBytes int
+	// MaxBodyBytes is the largest message body accepted, in bytes. It must
+	// fit, base64-encoded with room for the delivery's other fields, in
+	// MaxPayloadBytes.
+	MaxBodyBytes int
 	// PayloadKey, when set (32 bytes), encrypts workflow payloads with
 	// AES-256-GCM so message bodies are not plaintext in Temporal history.
 	PayloadKey []byte // secret
@@ -135,6 +148,9 @@ var Vars = []Var{
 	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "50ms", "max wait to coalesce acks into one call", false},
+	{"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES", "1000", "the Temporal server's limit.maxIDLength (bytes); longer prefix + key is quarantined as key_too_long", false},
+	{"SYNCBRIDGE_MAX_PAYLOAD_BYTES", "2097152", "the Temporal server's limit.blobSize.error (bytes); larger deliveries are quarantined as body_too_large", false},
+	{"SYNCBRIDGE_MAX_BODY_BYTES", "1048576", "largest message body accepted (bytes); must fit base64-encoded in SYNCBRIDGE_MAX_PAYLOAD_BYTES", false},
 	{"SYNCBRIDGE_PAYLOAD_KEY", "", "base64 32-byte key: encrypt Temporal payloads (or SYNCBRIDGE_PAYLOAD_KEY_FILE)", true},
 	{"SYNCBRIDGE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics, /healthz and /readyz listen address; 'off' disables", false},
 	{"SYNCBRIDGE_HEALTH_INTERVAL", "5s", "how often /readyz re-checks Temporal, the database and the broker (100ms-5m)", false},
@@ -201,6 +217,22 @@ func Load(getenv func(string) string) (Config, error) {
 		PollWait:         l.durationIn("SYNCBRIDGE_POLL_WAIT", time.Second, 30*time.Second),
 		WorkflowIDPrefix: l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
 		AckFlushInterval: l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),
+		// 64 bytes is room for the longest project workflow ID a key must
+		// not look like; Temporal's own maximum is far above 1 MiB.
+		MaxWorkflowIDBytes: l.intIn("SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES", 64, 1<<20),
+		MaxPayloadBytes:    l.intIn("SYNCBRIDGE_MAX_PAYLOAD_BYTES", 64<<10, 64<<20),
+		MaxBodyBytes:       l.intIn("SYNCBRIDGE_MAX_BODY_BYTES", 1<<10, 48<<20),
+	}
+	if p := c.Pipeline; p.MaxPayloadBytes > 0 && p.MaxBodyBytes > 0 && base64Len(p.MaxBodyBytes)+payloadMargin > p.MaxPayloadBytes {
+		// A body the parser accepts must not be one Temporal refuses.
+		l.fail("SYNCBRIDGE_MAX_BODY_BYTES", fmt.Sprintf("%d does not fit SYNCBRIDGE_MAX_PAYLOAD_BYTES %d once base64-encoded (%d) with %d bytes of margin; at most %d",
+			p.MaxBodyBytes, p.MaxPayloadBytes, base64Len(p.MaxBodyBytes), payloadMargin, (p.MaxPayloadBytes-payloadMargin)/4*3))
+	}
+	if n := len(c.Pipeline.WorkflowIDPrefix); n >= c.Pipeline.MaxWorkflowIDBytes && c.Pipeline.MaxWorkflowIDBytes > 0 {
+		l.fail("SYNCBRIDGE_WORKFLOW_ID_PREFIX", fmt.Sprintf("is %d bytes, leaving no room for keys under SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES %d", n, c.Pipeline.MaxWorkflowIDBytes))
+	}
+	if contract.IsReservedWorkflowID(c.Pipeline.WorkflowIDPrefix + "k") {
+		l.fail("SYNCBRIDGE_WORKFLOW_ID_PREFIX", "makes every record workflow ID look like one of syncbridge's own (poller-, syncbridge-, replay-quarantine-, resolve-conflict-, #replay-)")
 	}
 	if key := l.secret("SYNCBRIDGE_PAYLOAD_KEY", false); key != "" {
 		b, err := base64.StdEncoding.DecodeString(key)
@@ -224,6 +256,13 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	return c, nil
 }
+
+// payloadMargin is what a delivery adds to its base64 body: the other
+// fields (receipt handle, IDs; well under 1 KiB) and the payload envelope
+// (activities.PayloadOverhead, 16 KiB).
+const payloadMargin = 20 << 10
+
+func base64Len(n int) int { return (n + 2) / 3 * 4 }
 
 // FromEnv loads from the process environment.
 func FromEnv() (Config, error) { return Load(os.Getenv) }

@@ -158,6 +158,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			BatchSize:        cfg.Pipeline.BatchSize,
 			PollWait:         cfg.Pipeline.PollWait,
 			MaxInFlight:      cfg.Pipeline.MaxInFlight,
+			// Hand-over and parse limits (activities/handover_check.go).
+			MaxWorkflowIDBytes: cfg.Pipeline.MaxWorkflowIDBytes,
+			MaxPayloadBytes:    cfg.Pipeline.MaxPayloadBytes,
+			MaxBodyBytes:       cfg.Pipeline.MaxBodyBytes,
 		},
 	}
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
