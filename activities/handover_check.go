@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
 
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
@@ -138,4 +140,36 @@ func IsPermanentHandoverError(err error) (reason string, ok bool) {
 		return ReasonBodyTooLarge, true
 	}
 	return ReasonHandoverRejected, true
+}
+
+// quarantineAndAck keeps a message that cannot be handed over, with its
+// reason, then acks it: committed to quarantine, it must not be redelivered
+// until the broker dead-letters it.
+func (a *Activities) quarantineAndAck(ctx context.Context, key string, d contract.Delivery, reason, detail string) error {
+	activity.GetLogger(ctx).Warn("message quarantined at hand-over", "messageId", d.MessageID, "reason", reason)
+	if err := a.Quarantine(ctx, QuarantineInput{Key: key, Delivery: d, Reason: reason, Detail: detail}); err != nil {
+		return err
+	}
+	_, err := a.Ack(ctx, AckInput{Handles: []string{d.ReceiptHandle}})
+	return err
+}
+
+// refusedHandover settles a message Temporal refused for good (see
+// IsPermanentHandoverError). At the signal limit the key's workflow cannot
+// take more deliveries, but the message itself is fine: it is committed
+// here, as for a key whose workflow completed.
+func (a *Activities) refusedHandover(ctx context.Context, key string, d contract.Delivery, reason string, err error) error {
+	if reason == ReasonSignalLimit {
+		return a.commitAndAck(ctx, key, d)
+	}
+	// The server's message names the limit, never the payload.
+	return a.quarantineAndAck(ctx, key, d, reason, "Temporal refused the hand-over: "+serverMessage(err))
+}
+
+func serverMessage(err error) string {
+	var inv *serviceerror.InvalidArgument
+	if errors.As(err, &inv) {
+		return inv.Error()
+	}
+	return err.Error()
 }

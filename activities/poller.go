@@ -152,6 +152,9 @@ func (a *Activities) handOver(ctx context.Context, m mqclient.Message) error {
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 	}
+	if reason, detail, ok := a.Settings.CheckHandover(m.Key, d); !ok {
+		return a.quarantineAndAck(ctx, m.Key, d, reason, detail) // handover_check.go
+	}
 	input := contract.RecordInput{Key: m.Key, Topic: a.Settings.Topic, Group: a.Settings.Group}
 	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
 	for {
@@ -172,6 +175,9 @@ func (a *Activities) handOver(ctx context.Context, m mqclient.Message) error {
 				return ctx.Err()
 			}
 		default:
+			if reason, ok := IsPermanentHandoverError(err); ok { // handover_check.go
+				return a.refusedHandover(ctx, m.Key, d, reason, err)
+			}
 			return fmt.Errorf("signal-with-start %s: %w", opts.ID, err)
 		}
 	}
