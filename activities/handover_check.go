@@ -134,7 +134,7 @@ func IsPermanentHandoverError(err error) (reason string, ok bool) {
 	switch {
 	case strings.Contains(msg, "limit for signal"):
 		return ReasonSignalLimit, true
-	case strings.Contains(msg, "workflowid length exceeds"):
+	case strings.Contains(msg, "workflowid") && strings.Contains(msg, "length"):
 		return ReasonKeyTooLong, true
 	case strings.Contains(msg, "blob data size exceeds"):
 		return ReasonBodyTooLarge, true

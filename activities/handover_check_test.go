@@ -90,6 +90,7 @@ func TestIsPermanentHandoverError(t *testing.T) {
 		// The server's own messages (service/frontend/errors.go,
 		// service/history/consts, common/util.go).
 		{serviceerror.NewInvalidArgument("WorkflowId length exceeds limit."), ReasonKeyTooLong},
+		{serviceerror.NewInvalidArgument("WorkflowId exceeds maximum allowed length (1104/1000)"), ReasonKeyTooLong}, // chasm/lib/workflow, SignalWithStart's path
 		{serviceerror.NewInvalidArgument("Blob data size exceeds limit."), ReasonBodyTooLarge},
 		{serviceerror.NewInvalidArgument("exceeded workflow execution limit for signal events"), ReasonSignalLimit},
 		{fmt.Errorf("signal-with-start: %w", serviceerror.NewInvalidArgument("something new")), ReasonHandoverRejected},
