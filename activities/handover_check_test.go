@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/syncbridge/syncbridge/internal/acker"
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 )
@@ -104,5 +106,37 @@ func TestIsPermanentHandoverError(t *testing.T) {
 		if ok != (tc.reason != "") || reason != tc.reason {
 			t.Errorf("IsPermanentHandoverError(%v) = %q, %t; want %q", tc.err, reason, ok, tc.reason)
 		}
+	}
+}
+
+type recordingAcker struct{ handles []string }
+
+func (r *recordingAcker) Ack(_ context.Context, handles []string) (acker.Result, error) {
+	r.handles = append(r.handles, handles...)
+	return acker.Result{Acked: len(handles)}, nil
+}
+
+// At the signal limit the key's running workflow takes no more deliveries,
+// but the message is good: it is committed by the poller and acked, not
+// quarantined and not left for redelivery.
+func TestSignalLimitCommitsTheMessage(t *testing.T) {
+	a, st := newActs(t)
+	ack := &recordingAcker{}
+	a.Acker = ack
+	d := contract.Delivery{MessageID: "m-1", ReceiptHandle: "h-1", Body: []byte(good)}
+	err := a.refusedHandover(context.Background(), "busy-key", d, ReasonSignalLimit,
+		serviceerror.NewInvalidArgument("exceeded workflow execution limit for signal events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := st.DB.QueryRow("SELECT COUNT(*) FROM patient_records WHERE local_record_id = 'busy-key'").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d rows for the key, want 1 (%v)", n, err)
+	}
+	if err := st.DB.QueryRow("SELECT COUNT(*) FROM sync_quarantine").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d quarantine rows, want 0 (%v)", n, err)
+	}
+	if len(ack.handles) != 1 || ack.handles[0] != "h-1" {
+		t.Fatalf("acked %v, want [h-1]", ack.handles)
 	}
 }

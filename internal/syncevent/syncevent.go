@@ -58,7 +58,7 @@ const (
 const (
 	ReasonMissingKey       = "missing_key"        // MessageKey empty or blank
 	ReasonBadKey           = "bad_key"            // MessageKey has control characters or surrounding spaces
-	ReasonBadJSON          = "bad_json"           // body is not one JSON object, or has duplicate or too deeply nested fields
+	ReasonBadJSON          = "bad_json"           // body is not one JSON object, has duplicate fields, or exceeds the depth, size or value caps (Limits)
 	ReasonMissingPatientID = "missing_patient_id" // patientData or patientData.patientId absent, null or blank
 	ReasonBadField         = "bad_field"          // a known field has the wrong type or characters
 	ReasonBadTimestamp     = "bad_timestamp"      // deviceTimestamp absent, of the wrong type, unparseable or out of range
