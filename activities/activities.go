@@ -44,6 +44,10 @@ type Settings struct {
 	MaxWorkflowIDBytes int // Temporal's limit.maxIDLength; default 1000
 	MaxPayloadBytes    int // Temporal's limit.blobSize.error; default 2 MiB
 	MaxBodyBytes       int // largest body accepted; default syncevent.DefaultMaxBodyBytes
+	// Plausible deviceTimestamp window; zero values mean no window beyond
+	// MySQL's DATETIME range (see syncevent.Limits).
+	DeviceTimeNotBefore time.Time
+	DeviceTimeMaxAhead  time.Duration
 }
 
 // Activities is registered once per worker; workflows call its methods

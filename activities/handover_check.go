@@ -70,7 +70,7 @@ func (s Settings) maxBodyBytes() int {
 
 // ParseLimits are the syncevent limits these settings imply.
 func (s Settings) ParseLimits() syncevent.Limits {
-	return syncevent.Limits{MaxBodyBytes: s.MaxBodyBytes}
+	return syncevent.Limits{MaxBodyBytes: s.MaxBodyBytes, DeviceTimeNotBefore: s.DeviceTimeNotBefore, DeviceTimeMaxAhead: s.DeviceTimeMaxAhead}
 }
 
 // CheckHandover reports whether the delivery d of key can be handed to its

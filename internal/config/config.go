@@ -101,6 +101,12 @@ type Pipeline struct {
 	// fit, base64-encoded with room for the delivery's other fields, in
 	// MaxPayloadBytes.
 	MaxBodyBytes int
+	// DeviceTimeNotBefore refuses records whose deviceTimestamp is older
+	// (bad_timestamp). Default 1000-01-01, MySQL's oldest DATETIME.
+	DeviceTimeNotBefore time.Time
+	// DeviceTimeMaxAhead refuses records whose deviceTimestamp is further
+	// in the future; 0 (the default) means no such check.
+	DeviceTimeMaxAhead time.Duration
 	// PayloadKey, when set (32 bytes), encrypts workflow payloads with
 	// AES-256-GCM so message bodies are not plaintext in Temporal history.
 	PayloadKey []byte // secret
@@ -151,6 +157,8 @@ var Vars = []Var{
 	{"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES", "1000", "the Temporal server's limit.maxIDLength (bytes); longer prefix + key is quarantined as key_too_long", false},
 	{"SYNCBRIDGE_MAX_PAYLOAD_BYTES", "2097152", "the Temporal server's limit.blobSize.error (bytes); larger deliveries are quarantined as body_too_large", false},
 	{"SYNCBRIDGE_MAX_BODY_BYTES", "1048576", "largest message body accepted (bytes); must fit base64-encoded in SYNCBRIDGE_MAX_PAYLOAD_BYTES", false},
+	{"SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE", "1000-01-01", "oldest plausible deviceTimestamp (YYYY-MM-DD, UTC); older is quarantined as bad_timestamp", false},
+	{"SYNCBRIDGE_DEVICE_TIME_MAX_AHEAD", "0s", "how far in the future a deviceTimestamp may be; further is bad_timestamp; 0s = no limit", false},
 	{"SYNCBRIDGE_PAYLOAD_KEY", "", "base64 32-byte key: encrypt Temporal payloads (or SYNCBRIDGE_PAYLOAD_KEY_FILE)", true},
 	{"SYNCBRIDGE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics, /healthz and /readyz listen address; 'off' disables", false},
 	{"SYNCBRIDGE_HEALTH_INTERVAL", "5s", "how often /readyz re-checks Temporal, the database and the broker (100ms-5m)", false},
@@ -222,6 +230,12 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxWorkflowIDBytes: l.intIn("SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES", 64, 1<<20),
 		MaxPayloadBytes:    l.intIn("SYNCBRIDGE_MAX_PAYLOAD_BYTES", 64<<10, 64<<20),
 		MaxBodyBytes:       l.intIn("SYNCBRIDGE_MAX_BODY_BYTES", 1<<10, 48<<20),
+		DeviceTimeMaxAhead: l.durationIn("SYNCBRIDGE_DEVICE_TIME_MAX_AHEAD", 0, 100*365*24*time.Hour),
+	}
+	if d, err := time.Parse(time.DateOnly, l.str("SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE")); err != nil || d.Year() < 1000 {
+		l.fail("SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE", fmt.Sprintf("must be a date YYYY-MM-DD from 1000-01-01, got %q", l.str("SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE")))
+	} else {
+		c.Pipeline.DeviceTimeNotBefore = d
 	}
 	if p := c.Pipeline; p.MaxPayloadBytes > 0 && p.MaxBodyBytes > 0 && base64Len(p.MaxBodyBytes)+payloadMargin > p.MaxPayloadBytes {
 		// A body the parser accepts must not be one Temporal refuses.

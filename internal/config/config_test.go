@@ -145,7 +145,8 @@ func TestHandoverLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := c.Pipeline; p.MaxWorkflowIDBytes != 1000 || p.MaxPayloadBytes != 2<<20 || p.MaxBodyBytes != 1<<20 {
+	if p := c.Pipeline; p.MaxWorkflowIDBytes != 1000 || p.MaxPayloadBytes != 2<<20 || p.MaxBodyBytes != 1<<20 ||
+		p.DeviceTimeNotBefore.Year() != 1000 || p.DeviceTimeMaxAhead != 0 {
 		t.Fatalf("defaults: %+v", p)
 	}
 	for _, tc := range []struct {
@@ -161,6 +162,9 @@ func TestHandoverLimits(t *testing.T) {
 		{"prefix fills the ID", map[string]string{"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES": "64", "SYNCBRIDGE_WORKFLOW_ID_PREFIX": strings.Repeat("p", 64)}, "SYNCBRIDGE_WORKFLOW_ID_PREFIX"},
 		{"prefix makes every ID reserved", map[string]string{"SYNCBRIDGE_WORKFLOW_ID_PREFIX": "poller-"}, "SYNCBRIDGE_WORKFLOW_ID_PREFIX"},
 		{"ordinary prefix", map[string]string{"SYNCBRIDGE_WORKFLOW_ID_PREFIX": "rec/"}, ""},
+		{"device time window", map[string]string{"SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE": "2000-01-01", "SYNCBRIDGE_DEVICE_TIME_MAX_AHEAD": "24h"}, ""},
+		{"device time not a date", map[string]string{"SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE": "yesterday"}, "SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE"},
+		{"device time before DATETIME", map[string]string{"SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE": "0999-12-31"}, "SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := valid()

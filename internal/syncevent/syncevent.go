@@ -75,6 +75,15 @@ type Limits struct {
 	MaxValues    int // JSON values in the body; default DefaultMaxValues
 	MaxContainer int // elements of an array or fields of an object; default DefaultMaxContainer
 	MaxDepth     int // nesting levels; default DefaultMaxDepth
+	// DeviceTimeNotBefore refuses older deviceTimestamps (bad_timestamp);
+	// zero means year 1000, the oldest DATETIME MySQL supports.
+	DeviceTimeNotBefore time.Time
+	// DeviceTimeMaxAhead refuses deviceTimestamps further than this in the
+	// future of Now (a device clock gone wrong); zero means no such check
+	// (up to year 9999).
+	DeviceTimeMaxAhead time.Duration
+	// Now is the clock for DeviceTimeMaxAhead; nil means time.Now.
+	Now func() time.Time
 }
 
 func (l Limits) withDefaults() Limits {
@@ -158,10 +167,31 @@ func (l Limits) Parse(key, messageID string, body []byte) (Event, error) {
 	if ev.DeviceTime, err = deviceTime(root.member("deviceTimestamp")); err != nil {
 		return Event{}, err
 	}
+	if err := l.checkWindow(ev.DeviceTime); err != nil {
+		return Event{}, err
+	}
 	ev.Payload = root.appendCanonical(make([]byte, 0, len(body)))
 	sum := sha256.Sum256(ev.Payload)
 	ev.Hash = hex.EncodeToString(sum[:])
 	return ev, nil
+}
+
+// checkWindow applies the configured plausibility window to a device time
+// already within the DATETIME range.
+func (l Limits) checkWindow(t time.Time) error {
+	if !l.DeviceTimeNotBefore.IsZero() && t.Before(l.DeviceTimeNotBefore) {
+		return invalid(ReasonBadTimestamp, "deviceTimestamp: before %s", l.DeviceTimeNotBefore.UTC().Format(time.RFC3339))
+	}
+	if l.DeviceTimeMaxAhead > 0 {
+		now := time.Now
+		if l.Now != nil {
+			now = l.Now
+		}
+		if t.After(now().Add(l.DeviceTimeMaxAhead)) {
+			return invalid(ReasonBadTimestamp, "deviceTimestamp: more than %s in the future", l.DeviceTimeMaxAhead)
+		}
+	}
+	return nil
 }
 
 func checkKey(key string) error {

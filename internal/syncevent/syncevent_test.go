@@ -259,3 +259,35 @@ func TestParseAcceptsLimits(t *testing.T) {
 		t.Error("values at the limits altered")
 	}
 }
+
+func TestDeviceTimeWindow(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	lim := Limits{
+		DeviceTimeNotBefore: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		DeviceTimeMaxAhead:  24 * time.Hour,
+		Now:                 func() time.Time { return now },
+	}
+	for _, tc := range []struct {
+		ts string
+		ok bool
+	}{
+		{`"2026-12-01T11:00:00Z"`, true},
+		{`"2000-01-01T00:00:00Z"`, true},
+		{`"1999-12-31T23:59:59Z"`, false},
+		{`0`, false}, // 1970: a device clock never set
+		{`"2026-12-02T11:59:59Z"`, true},
+		{`"2026-12-02T12:00:01Z"`, false},
+	} {
+		body := `{"patientData":{"patientId":"P-1"},"deviceTimestamp":` + tc.ts + `}`
+		_, err := lim.Parse("k", "m", []byte(body))
+		var ie *InvalidError
+		if tc.ok && err != nil || !tc.ok && (!errors.As(err, &ie) || ie.Reason != ReasonBadTimestamp) {
+			t.Errorf("deviceTimestamp %s: err = %v, want ok %t", tc.ts, err, tc.ok)
+		}
+		// The default window accepts all of them.
+		if _, err := Parse("k", "m", []byte(body)); err != nil {
+			t.Errorf("default limits refused %s: %v", tc.ts, err)
+		}
+	}
+}

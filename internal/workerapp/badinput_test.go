@@ -85,6 +85,8 @@ func badCatalogue(tag, pollerID string) []badKind {
 		{name: "timestamp missing", key: k("nots"), body: `{"patientData":{"patientId":"P-1"}}`, reason: syncevent.ReasonBadTimestamp},
 		{name: "timestamp unparseable", key: k("badts"), body: recBody(`"P-1"`, `"n"`, `"31/02/2025 10:00"`), reason: syncevent.ReasonBadTimestamp},
 		{name: "timestamp out of range", key: k("farts"), body: recBody(`"P-1"`, `"n"`, `"10000-01-01T00:00:00Z"`), reason: syncevent.ReasonBadTimestamp},
+		{name: "timestamp before the plausible window (a clock never set)", key: k("epoch"), body: recBody(`"P-1"`, `"n"`, `0`), reason: syncevent.ReasonBadTimestamp},
+		{name: "timestamp years ahead", key: k("future"), body: recBody(`"P-1"`, `"n"`, `"2999-01-01T00:00:00Z"`), reason: syncevent.ReasonBadTimestamp},
 		{name: "SQL metacharacters", key: k("sql%_;--"), body: recBody(`"P-1'; DROP TABLE patient_records; --"`, `"\\\\' OR 1=1 -- \"quoted\" %_"`, okTS)},
 	}
 }
@@ -95,8 +97,10 @@ func badCatalogue(tag, pollerID string) []badKind {
 // prefix, so a key can aim at the poller's own workflow ID.
 func TestBadInputCatalogue(t *testing.T) {
 	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, map[string]string{
-		"SYNCBRIDGE_WORKFLOW_ID_PREFIX":    "",
-		"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES": "255", // the compose stack's Temporal
+		"SYNCBRIDGE_WORKFLOW_ID_PREFIX":     "",
+		"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES":  "255", // the compose stack's Temporal
+		"SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE": "2000-01-01",
+		"SYNCBRIDGE_DEVICE_TIME_MAX_AHEAD":  "8760h",
 	})
 	cfg := p.config()
 	b := make([]byte, 3)

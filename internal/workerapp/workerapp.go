@@ -159,9 +159,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			PollWait:         cfg.Pipeline.PollWait,
 			MaxInFlight:      cfg.Pipeline.MaxInFlight,
 			// Hand-over and parse limits (activities/handover_check.go).
-			MaxWorkflowIDBytes: cfg.Pipeline.MaxWorkflowIDBytes,
-			MaxPayloadBytes:    cfg.Pipeline.MaxPayloadBytes,
-			MaxBodyBytes:       cfg.Pipeline.MaxBodyBytes,
+			MaxWorkflowIDBytes:  cfg.Pipeline.MaxWorkflowIDBytes,
+			MaxPayloadBytes:     cfg.Pipeline.MaxPayloadBytes,
+			MaxBodyBytes:        cfg.Pipeline.MaxBodyBytes,
+			DeviceTimeNotBefore: cfg.Pipeline.DeviceTimeNotBefore,
+			DeviceTimeMaxAhead:  cfg.Pipeline.DeviceTimeMaxAhead,
 		},
 	}
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
