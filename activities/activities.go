@@ -57,6 +57,15 @@ type Settings struct {
 	// Flood is flood mode (flood.go): the poller bulk-commits clean
 	// messages and hands only exceptions to record workflows.
 	Flood Flood
+	// Hand-over and parse limits (handover_check.go); zero means the
+	// default.
+	MaxWorkflowIDBytes int // Temporal's limit.maxIDLength; default 1000
+	MaxPayloadBytes    int // Temporal's limit.blobSize.error; default 2 MiB
+	MaxBodyBytes       int // largest body accepted; default syncevent.DefaultMaxBodyBytes
+	// Plausible deviceTimestamp window; zero values mean no window beyond
+	// MySQL's DATETIME range (see syncevent.Limits).
+	DeviceTimeNotBefore time.Time
+	DeviceTimeMaxAhead  time.Duration
 }
 
 // Activities is registered once per worker; workflows call its methods
@@ -112,7 +121,7 @@ func (a *Activities) Insert(ctx context.Context, in InsertInput) (InsertResult, 
 // database error into what the caller returns (dberrors.go): bad data
 // becomes bad input, the rest stays retryable.
 func (a *Activities) commit(ctx context.Context, key string, d contract.Delivery, dbFailed func(error) error) (contract.Outcome, error) {
-	ev, err := syncevent.Parse(key, d.MessageID, d.Body)
+	ev, err := a.Settings.ParseLimits().Parse(key, d.MessageID, d.Body)
 	if err != nil {
 		var inv *syncevent.InvalidError
 		if errors.As(err, &inv) {

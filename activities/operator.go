@@ -47,7 +47,14 @@ func (a *Activities) PrepareReplay(ctx context.Context, in contract.ReplayQuaran
 	if item.Key == "" {
 		return res, badInput("no_key", fmt.Sprintf("quarantine row %d has no key: it cannot be replayed (discard it)", in.QuarantineID))
 	}
-	res.RecordWorkflowID = contract.ReplayRecordWorkflowID(a.Settings.WorkflowIDPrefix, item.Key, item.ID)
+	// A replay under a cut or altered key would file the record under an
+	// ID the device never sent.
+	key, exact := item.ExactKey()
+	if !exact {
+		return res, badInput("key_not_exact", fmt.Sprintf("quarantine row %d kept only a cut or altered copy of its key: it cannot be replayed exactly (discard it)", in.QuarantineID))
+	}
+	res.Key = key
+	res.RecordWorkflowID = contract.ReplayRecordWorkflowID(a.Settings.WorkflowIDPrefix, key, item.ID)
 	res.Delivery = contract.Delivery{
 		MessageID:     item.MessageID,
 		Tag:           item.Tag,

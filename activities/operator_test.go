@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/temporal"
@@ -76,5 +77,33 @@ func TestResolveConflictActivity(t *testing.T) {
 		} else if _, _, ok := BadInputReason(err); !ok {
 			t.Fatalf("%+v: retryable error %v", in, err)
 		}
+	}
+}
+
+// Replay runs under the key exactly as sent, or not at all.
+func TestReplayUsesTheExactKey(t *testing.T) {
+	a, st := newActs(t)
+	a.Settings.WorkflowIDPrefix = "rec/"
+	ctx := context.Background()
+	long := strings.Repeat("k", 300) // over the 128-character readable copy
+	id, err := st.Quarantine(ctx, store.QuarantineEntry{Key: long, MessageID: "m-long", Reason: "field_too_long", Body: []byte(good)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prep, err := run[PrepareReplayResult](t, a.PrepareReplay, contract.ReplayQuarantineInput{QuarantineID: id})
+	if err != nil || prep.Key != long || prep.RecordWorkflowID != contract.ReplayRecordWorkflowID("rec/", long, id) {
+		t.Fatalf("prepare: key %d bytes, %v", len(prep.Key), err)
+	}
+	// A row written before raw keys were kept, whose key may have been cut.
+	old, err := st.Quarantine(ctx, store.QuarantineEntry{Key: strings.Repeat("o", 200), MessageID: "m-old", Reason: "field_too_long", Body: []byte(good)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.DB.ExecContext(ctx, "UPDATE sync_quarantine SET raw_key = NULL WHERE id = ?", old); err != nil {
+		t.Fatal(err)
+	}
+	_, err = run[PrepareReplayResult](t, a.PrepareReplay, contract.ReplayQuarantineInput{QuarantineID: old})
+	if reason, _, ok := BadInputReason(err); !ok || reason != "key_not_exact" {
+		t.Fatalf("replay of a row with a cut key: %v", err)
 	}
 }

@@ -252,6 +252,11 @@ func (a *Activities) handOver(ctx context.Context, m mqclient.Message) error {
 		// No key, no workflow ID: quarantine directly, then ack.
 		return a.commitAndAck(ctx, "", d)
 	}
+	// What Temporal would refuse on every redelivery is quarantined now
+	// (handover_check.go), not left to be dead-lettered unseen.
+	if reason, detail, ok := a.Settings.CheckHandover(m.Key, d); !ok {
+		return a.quarantineAndAck(ctx, m.Key, d, reason, detail)
+	}
 	if a.Settings.LegacyShape {
 		return a.handOverLegacy(ctx, m.Key, d)
 	}
@@ -314,6 +319,9 @@ func (a *Activities) startOrSignal(ctx context.Context, key string, d contract.D
 			}
 			continue
 		}
+		if reason, ok := IsPermanentHandoverError(err); ok { // handover_check.go
+			return a.refusedHandover(ctx, key, d, reason, err)
+		}
 		return fmt.Errorf("hand over to %s: %w", opts.ID, err)
 	}
 	return fmt.Errorf("hand over to %s: its runs kept completing during %d attempts", opts.ID, maxHandoverRounds)
@@ -375,6 +383,9 @@ func (a *Activities) handOverLegacy(ctx context.Context, key string, d contract.
 				return ctx.Err()
 			}
 		default:
+			if reason, ok := IsPermanentHandoverError(err); ok { // handover_check.go
+				return a.refusedHandover(ctx, key, d, reason, err)
+			}
 			return fmt.Errorf("signal-with-start %s: %w", opts.ID, err)
 		}
 	}

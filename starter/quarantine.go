@@ -159,6 +159,15 @@ not run is picked up by 'starter reconcile'.`)
 	}
 	var runs []started
 	for _, id := range ids {
+		// Refused before the row is marked: a key the row cannot
+		// reproduce exactly would replay the record under another ID.
+		if cur, err := st.QuarantineByID(ctx, id); err == nil && cur.Key != "" && cur.Status == store.QuarantineQuarantined {
+			if _, exact := cur.ExactKey(); !exact {
+				e.progress("quarantine %d: only a cut or altered copy of its key was kept (the row predates full keys), so replay cannot reproduce it; discard it instead", id)
+				failed = true
+				continue
+			}
+		}
 		r, changed, err := st.RequestReplay(ctx, id, "replay requested by "+operator()+" with starter")
 		if errors.Is(err, store.ErrNotFound) {
 			e.progress("quarantine %d: no such row", id)

@@ -20,6 +20,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/syncbridge/syncbridge/internal/codec"
+	"github.com/syncbridge/syncbridge/internal/contract"
 )
 
 // Config is the whole runtime configuration.
@@ -111,6 +112,23 @@ type Pipeline struct {
 	// the message is quarantined as db_unclassified. Counted from the
 	// insert's first attempt.
 	UnclassifiedRetryFor time.Duration
+	// MaxWorkflowIDBytes is the Temporal server's limit.maxIDLength, in
+	// bytes: a message whose prefix + key is longer is quarantined
+	// (key_too_long) instead of being refused by Temporal forever.
+	MaxWorkflowIDBytes int
+	// MaxPayloadBytes is the server's limit.blobSize.error, in bytes: a
+	// delivery that would encode larger is quarantined (body_too_large).
+	MaxPayloadBytes int
+	// MaxBodyBytes is the largest message body accepted, in bytes. It must
+	// fit, base64-encoded with room for the delivery's other fields, in
+	// MaxPayloadBytes.
+	MaxBodyBytes int
+	// DeviceTimeNotBefore refuses records whose deviceTimestamp is older
+	// (bad_timestamp). Default 1000-01-01, MySQL's oldest DATETIME.
+	DeviceTimeNotBefore time.Time
+	// DeviceTimeMaxAhead refuses records whose deviceTimestamp is further
+	// in the future; 0 (the default) means no such check.
+	DeviceTimeMaxAhead time.Duration
 	// PayloadKeys encrypt workflow payloads and failure texts with
 	// AES-256-GCM so patient data is not plaintext in Temporal history.
 	// The first key writes (SYNCBRIDGE_PAYLOAD_KEY); the others
@@ -181,6 +199,11 @@ var Vars = []Var{
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "50ms", "max wait to coalesce acks into one call", false},
 	{"SYNCBRIDGE_UNCLASSIFIED_RETRY_FOR", "6h", "how long an insert failing with an unclassified database error is retried before quarantine as db_unclassified (1m-720h)", false},
+	{"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES", "1000", "the Temporal server's limit.maxIDLength (bytes); longer prefix + key is quarantined as key_too_long", false},
+	{"SYNCBRIDGE_MAX_PAYLOAD_BYTES", "2097152", "the Temporal server's limit.blobSize.error (bytes); larger deliveries are quarantined as body_too_large", false},
+	{"SYNCBRIDGE_MAX_BODY_BYTES", "1048576", "largest message body accepted (bytes); must fit base64-encoded in SYNCBRIDGE_MAX_PAYLOAD_BYTES", false},
+	{"SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE", "1000-01-01", "oldest plausible deviceTimestamp (YYYY-MM-DD, UTC); older is quarantined as bad_timestamp", false},
+	{"SYNCBRIDGE_DEVICE_TIME_MAX_AHEAD", "0s", "how far in the future a deviceTimestamp may be; further is bad_timestamp; 0s = no limit", false},
 	{"SYNCBRIDGE_PAYLOAD_KEY", "", "base64 32-byte key encrypting Temporal payloads and failures (required unless SYNCBRIDGE_PAYLOAD_PLAINTEXT; or _FILE)", true},
 	{"SYNCBRIDGE_PAYLOAD_KEY_ID", "", "ID written with each payload for the current key; empty = derived from the key", false},
 	{"SYNCBRIDGE_PAYLOAD_OLD_KEYS", "", "read-only keys kept for rotation: comma-separated ID:base64key (or _FILE, one a line)", true},
@@ -266,6 +289,28 @@ func Load(getenv func(string) string) (Config, error) {
 		WorkflowIDPrefix:     l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
 		AckFlushInterval:     l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),
 		UnclassifiedRetryFor: l.durationIn("SYNCBRIDGE_UNCLASSIFIED_RETRY_FOR", time.Minute, 720*time.Hour),
+		// 64 bytes is room for the longest project workflow ID a key must
+		// not look like; Temporal's own maximum is far above 1 MiB.
+		MaxWorkflowIDBytes: l.intIn("SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES", 64, 1<<20),
+		MaxPayloadBytes:    l.intIn("SYNCBRIDGE_MAX_PAYLOAD_BYTES", 64<<10, 64<<20),
+		MaxBodyBytes:       l.intIn("SYNCBRIDGE_MAX_BODY_BYTES", 1<<10, 48<<20),
+		DeviceTimeMaxAhead: l.durationIn("SYNCBRIDGE_DEVICE_TIME_MAX_AHEAD", 0, 100*365*24*time.Hour),
+	}
+	if d, err := time.Parse(time.DateOnly, l.str("SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE")); err != nil || d.Year() < 1000 {
+		l.fail("SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE", fmt.Sprintf("must be a date YYYY-MM-DD from 1000-01-01, got %q", l.str("SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE")))
+	} else {
+		c.Pipeline.DeviceTimeNotBefore = d
+	}
+	if p := c.Pipeline; p.MaxPayloadBytes > 0 && p.MaxBodyBytes > 0 && base64Len(p.MaxBodyBytes)+payloadMargin > p.MaxPayloadBytes {
+		// A body the parser accepts must not be one Temporal refuses.
+		l.fail("SYNCBRIDGE_MAX_BODY_BYTES", fmt.Sprintf("%d does not fit SYNCBRIDGE_MAX_PAYLOAD_BYTES %d once base64-encoded (%d) with %d bytes of margin; at most %d",
+			p.MaxBodyBytes, p.MaxPayloadBytes, base64Len(p.MaxBodyBytes), payloadMargin, (p.MaxPayloadBytes-payloadMargin)/4*3))
+	}
+	if n := len(c.Pipeline.WorkflowIDPrefix); n >= c.Pipeline.MaxWorkflowIDBytes && c.Pipeline.MaxWorkflowIDBytes > 0 {
+		l.fail("SYNCBRIDGE_WORKFLOW_ID_PREFIX", fmt.Sprintf("is %d bytes, leaving no room for keys under SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES %d", n, c.Pipeline.MaxWorkflowIDBytes))
+	}
+	if contract.IsReservedWorkflowID(c.Pipeline.WorkflowIDPrefix + "k") {
+		l.fail("SYNCBRIDGE_WORKFLOW_ID_PREFIX", "makes every record workflow ID look like one of syncbridge's own (poller-, syncbridge-, replay-quarantine-, resolve-conflict-, #replay-)")
 	}
 	c.Pipeline.PayloadKeys, c.Pipeline.PlaintextPayloads = l.payloadKeys()
 
@@ -285,6 +330,13 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	return c, nil
 }
+
+// payloadMargin is what a delivery adds to its base64 body: the other
+// fields (receipt handle, IDs; well under 1 KiB) and the payload envelope
+// (activities.PayloadOverhead, 16 KiB).
+const payloadMargin = 20 << 10
+
+func base64Len(n int) int { return (n + 2) / 3 * 4 }
 
 // FromEnv loads from the process environment.
 func FromEnv() (Config, error) { return Load(os.Getenv) }

@@ -145,3 +145,45 @@ func TestEveryVarDocumented(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestHandoverLimits(t *testing.T) {
+	c, err := Load(env(valid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Pipeline; p.MaxWorkflowIDBytes != 1000 || p.MaxPayloadBytes != 2<<20 || p.MaxBodyBytes != 1<<20 ||
+		p.DeviceTimeNotBefore.Year() != 1000 || p.DeviceTimeMaxAhead != 0 {
+		t.Fatalf("defaults: %+v", p)
+	}
+	for _, tc := range []struct {
+		name string
+		set  map[string]string
+		bad  string // variable named in the error; "" = valid
+	}{
+		{"compose ID limit", map[string]string{"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES": "255"}, ""},
+		// A body the parser accepts must not be one Temporal refuses.
+		{"body too large for the payload limit", map[string]string{"SYNCBRIDGE_MAX_BODY_BYTES": "1600000"}, "SYNCBRIDGE_MAX_BODY_BYTES"},
+		{"payload limit lowered under the body", map[string]string{"SYNCBRIDGE_MAX_PAYLOAD_BYTES": "1048576"}, "SYNCBRIDGE_MAX_BODY_BYTES"},
+		{"both lowered", map[string]string{"SYNCBRIDGE_MAX_PAYLOAD_BYTES": "1048576", "SYNCBRIDGE_MAX_BODY_BYTES": "700000"}, ""},
+		{"prefix fills the ID", map[string]string{"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES": "64", "SYNCBRIDGE_WORKFLOW_ID_PREFIX": strings.Repeat("p", 64)}, "SYNCBRIDGE_WORKFLOW_ID_PREFIX"},
+		{"prefix makes every ID reserved", map[string]string{"SYNCBRIDGE_WORKFLOW_ID_PREFIX": "poller-"}, "SYNCBRIDGE_WORKFLOW_ID_PREFIX"},
+		{"ordinary prefix", map[string]string{"SYNCBRIDGE_WORKFLOW_ID_PREFIX": "rec/"}, ""},
+		{"device time window", map[string]string{"SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE": "2000-01-01", "SYNCBRIDGE_DEVICE_TIME_MAX_AHEAD": "24h"}, ""},
+		{"device time not a date", map[string]string{"SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE": "yesterday"}, "SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE"},
+		{"device time before DATETIME", map[string]string{"SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE": "0999-12-31"}, "SYNCBRIDGE_DEVICE_TIME_NOT_BEFORE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := valid()
+			for k, v := range tc.set {
+				m[k] = v
+			}
+			_, err := Load(env(m))
+			switch {
+			case tc.bad == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case tc.bad != "" && (err == nil || !strings.Contains(err.Error(), tc.bad)):
+				t.Fatalf("err = %v, want one naming %s", err, tc.bad)
+			}
+		})
+	}
+}

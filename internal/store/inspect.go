@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Read side, for tests, the dev stack and operators. Times come back in UTC.
@@ -38,8 +40,12 @@ type ConflictRow struct {
 
 // QuarantineRow is a quarantined message.
 type QuarantineRow struct {
-	ID            int64
-	Key           string
+	ID  int64
+	Key string // readable copy: at most 128 characters, invalid bytes replaced
+	// RawKey is the key exactly as received; nil when it was not kept
+	// (rows from before schema version 2, or a key over 64 KiB). Only
+	// filled by ListQuarantine and QuarantineByID.
+	RawKey        []byte
 	MessageID     string
 	Tag           string
 	Reason        string
@@ -109,6 +115,20 @@ func (s *Store) Conflicts(ctx context.Context, key string) ([]ConflictRow, error
 		return nil, wrap("read conflicts", err)
 	}
 	return out, nil
+}
+
+// ExactKey returns the message's key exactly as it was sent, and false when
+// the row cannot reproduce it: the raw key was not kept and the readable
+// copy may have been cut (128 characters) or had invalid bytes replaced.
+// Replaying under an altered key would file the record under another ID.
+func (q QuarantineRow) ExactKey() (string, bool) {
+	if q.RawKey != nil {
+		return string(q.RawKey), true
+	}
+	if q.Key == "" || utf8.RuneCountInString(q.Key) >= qKeyChars || strings.ContainsRune(q.Key, utf8.RuneError) {
+		return "", false
+	}
+	return q.Key, true
 }
 
 // QuarantineRows returns every quarantined message, oldest first.

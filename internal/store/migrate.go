@@ -20,6 +20,15 @@ type migration struct {
 	version int
 	name    string
 	stmts   []string
+	// addColumns are added after stmts, each only if missing: MySQL 8 has
+	// no ADD COLUMN IF NOT EXISTS (MariaDB has), so this is how a
+	// half-applied version stays finishable.
+	addColumns []column
+}
+
+// column is an ALTER TABLE ... ADD COLUMN of a migration.
+type column struct {
+	table, name, definition string
 }
 
 // Keys (local_record_id) compare byte for byte (utf8mb4_bin): two device
@@ -90,6 +99,16 @@ var migrations = []migration{
 			changed_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
 			PRIMARY KEY (topic, consumer_group)
 		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
+	}},
+	// local_record_id is a readable copy of a quarantined message's key,
+	// cut to 128 characters with invalid bytes replaced, so a replay could
+	// run under a key that is not the one sent. raw_key keeps the key's
+	// bytes exactly; BLOB (64 KiB) because it is never indexed or searched
+	// and the broker's message properties are smaller than that. NULL on
+	// rows from before this version: replay then uses local_record_id only
+	// where it cannot have been altered (store.QuarantineRow.ExactKey).
+	{version: 3, name: "quarantine keeps the full raw key", addColumns: []column{
+		{"sync_quarantine", "raw_key", "BLOB NULL"},
 	}},
 }
 
@@ -168,6 +187,11 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 				return wrap(fmt.Sprintf("migrate: version %d statement %d", m.version, i+1), err)
 			}
 		}
+		for _, c := range m.addColumns {
+			if err := addColumn(ctx, conn, c); err != nil {
+				return wrap(fmt.Sprintf("migrate: version %d add %s.%s", m.version, c.table, c.name), err)
+			}
+		}
 		if _, err := conn.ExecContext(ctx,
 			`INSERT INTO schema_migrations (version, name) VALUES (?, ?) ON DUPLICATE KEY UPDATE version = version`,
 			m.version, m.name); err != nil {
@@ -176,6 +200,19 @@ func (s *Store) Migrate(ctx context.Context) (err error) {
 		s.logger().InfoContext(ctx, "schema migration applied", "version", m.version, "name", m.name, "duration", time.Since(start))
 	}
 	return checkChangedRows(ctx, conn)
+}
+
+func addColumn(ctx context.Context, conn *sql.Conn, c column) error {
+	var n int
+	if err := conn.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.columns
+		WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?`, c.table, c.name).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err := conn.ExecContext(ctx, "ALTER TABLE "+c.table+" ADD COLUMN "+c.name+" "+c.definition)
+	return err
 }
 
 // lockName scopes the lock to the database: GET_LOCK names are server-wide

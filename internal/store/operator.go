@@ -59,7 +59,7 @@ func (s *Store) ListQuarantine(ctx context.Context, f QuarantineFilter) ([]Quara
 	if f.WithoutBody {
 		body = "NULL"
 	}
-	q := `SELECT id, local_record_id, message_id, tag, reason, detail, ` + body + `,
+	q := `SELECT id, local_record_id, raw_key, message_id, tag, reason, detail, ` + body + `,
 			consumed_times, quarantined_at, status, status_reason, updated_at
 		FROM sync_quarantine`
 	return listByID(ctx, s.DB, "list quarantine", q, listFilter{f.AfterID, f.Status, f.Key, f.Limit}, scanQuarantine)
@@ -116,7 +116,7 @@ func scanQuarantine(r scanner) (QuarantineItem, error) {
 		key, msgID, tag, statusReason sql.NullString
 	)
 	q := &it.QuarantineRow
-	if err := r.Scan(&q.ID, &key, &msgID, &tag, &q.Reason, &q.Detail, &q.Body,
+	if err := r.Scan(&q.ID, &key, &q.RawKey, &msgID, &tag, &q.Reason, &q.Detail, &q.Body,
 		&q.ConsumedTimes, &q.QuarantinedAt, &q.Status, &statusReason, &it.UpdatedAt); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return it, ErrNotFound
@@ -130,7 +130,7 @@ func scanQuarantine(r scanner) (QuarantineItem, error) {
 
 // QuarantineByID returns one quarantine row; ErrNotFound if there is none.
 func (s *Store) QuarantineByID(ctx context.Context, id int64) (QuarantineItem, error) {
-	return scanQuarantine(s.DB.QueryRowContext(ctx, `SELECT id, local_record_id, message_id, tag, reason, detail, body,
+	return scanQuarantine(s.DB.QueryRowContext(ctx, `SELECT id, local_record_id, raw_key, message_id, tag, reason, detail, body,
 			consumed_times, quarantined_at, status, status_reason, updated_at
 		FROM sync_quarantine WHERE id = ?`, id))
 }

@@ -310,11 +310,12 @@ const (
 	qReasonChars = 64
 	qDetailChars = 1024
 	qBodyBytes   = 16<<20 - 1
+	qRawKeyBytes = 1<<16 - 1 // BLOB
 )
 
 const quarantineSQL = `INSERT INTO sync_quarantine
-	(local_record_id, message_id, tag, reason, detail, body, consumed_times)
-	VALUES (?, ?, ?, ?, ?, ?, ?)
+	(local_record_id, raw_key, message_id, tag, reason, detail, body, consumed_times)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 	ON DUPLICATE KEY UPDATE id = LAST_INSERT_ID(id), consumed_times = GREATEST(consumed_times, ?)`
 
 // Quarantine records a poison message and returns its row ID. It is
@@ -330,8 +331,14 @@ func (s *Store) Quarantine(ctx context.Context, q QuarantineEntry) (int64, error
 	if len(body) > qBodyBytes {
 		body = body[:qBodyBytes]
 	}
+	// The exact key, for replay. One too long for the column is not kept
+	// at all rather than cut: a cut key must never be replayed as if whole.
+	var rawKey []byte
+	if q.Key != "" && len(q.Key) <= qRawKeyBytes {
+		rawKey = []byte(q.Key)
+	}
 	res, err := s.DB.ExecContext(ctx, quarantineSQL,
-		nullString(clip(q.Key, qKeyChars)), nullString(clip(q.MessageID, qIDChars)),
+		nullString(clip(q.Key, qKeyChars)), rawKey, nullString(clip(q.MessageID, qIDChars)),
 		nullString(clip(q.Tag, qTagChars)), reason, clip(q.Detail, qDetailChars),
 		body, q.ConsumedTimes, q.ConsumedTimes)
 	if err != nil {

@@ -2,9 +2,26 @@ package syncevent
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"testing"
 )
+
+// Longer runs: go test -fuzz=FuzzParse -fuzztime=60s ./internal/syncevent
+// (plain go test runs the seeds and the saved corpus in testdata/fuzz).
+
+func unmarshalNumbers(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the value")
+	}
+	return nil
+}
 
 func FuzzParse(f *testing.F) {
 	seeds := []struct{ key, body string }{
@@ -19,6 +36,12 @@ func FuzzParse(f *testing.F) {
 		{"k", `{"a":1,"a":2}`},
 		{"k", "{\"patientData\":{\"patientId\":\"P\xff\"},\"deviceTimestamp\":0}"},
 		{"k", `{"patientData":{"patientId":-0},"deviceTimestamp":-62135596800000}`},
+		{"k", `{"patientData":{"patientId":"P1","notes":"\ufffd"},"deviceTimestamp":0}`},
+		{"k", `{"patientData":{"patientId":"P1","notes":"\ud83e\ude7a\udc00"},"deviceTimestamp":0}`},
+		{"k", "\ufeff{}"},
+		{"k", `{"a":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}`},
+		{"k", `{"patientData":{"patientId":1e5,"\u0070atientId":"x"},"deviceTimestamp":1.0E+2}`},
+		{"k", `{"patientData":{"patientId":"P1"},"deviceTimestamp":0} x`},
 	}
 	for _, s := range seeds {
 		f.Add(s.key, []byte(s.body))
@@ -29,6 +52,21 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, key string, body []byte) {
 		ev, err := Parse(key, "msg-1", body)
+		if err == nil {
+			// encoding/json is the reference: what Parse accepts it
+			// accepts too, and reads the canonical payload as the same
+			// value as the body.
+			var a, b any
+			if err := unmarshalNumbers(body, &a); err != nil {
+				t.Fatalf("Parse accepted a body encoding/json refuses: %v", err)
+			}
+			if err := unmarshalNumbers(ev.Payload, &b); err != nil {
+				t.Fatalf("canonical payload %q is not JSON: %v", ev.Payload, err)
+			}
+			if !reflect.DeepEqual(a, b) {
+				t.Fatalf("canonical payload %q differs from the body %q", ev.Payload, body)
+			}
+		}
 		if err != nil {
 			var ie *InvalidError
 			if !errors.As(err, &ie) || ie.Reason == "" {

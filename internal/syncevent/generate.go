@@ -313,7 +313,7 @@ func object(fs []field, reverse, spaced bool) string {
 	return "{" + strings.Join(parts, sep) + "}"
 }
 
-func quote(s string) string { return string(appendString(nil, s)) }
+func quote(s string) string { return string(appendString(nil, []byte(s))) }
 
 // bad returns the i-th malformed message; reasons rotate through genReasons
 // starting at a random offset, so small batches still mix them.

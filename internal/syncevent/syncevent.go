@@ -35,11 +35,22 @@ const (
 	MaxPatientIDChars = 64
 	// MaxNotesBytes is the longest notes value, in UTF-8 bytes (notes TEXT).
 	MaxNotesBytes = 65535
-	// MaxBodyBytes is the largest accepted body. RocketMQ itself caps
-	// messages at 4 MiB; the payload column (MEDIUMBLOB) holds 16 MiB.
-	MaxBodyBytes = 4 << 20
-	// maxDepth bounds JSON nesting so a hostile body cannot exhaust the stack.
-	maxDepth = 64
+	// DefaultMaxBodyBytes is the default largest accepted body. The body
+	// travels to the record workflow inside a Temporal payload, base64
+	// encoded (4/3 of its size), and Temporal refuses payloads over 2 MiB:
+	// 1 MiB leaves room for the encoding, the other delivery fields and
+	// payload encryption. (RocketMQ accepts 4 MiB; the payload column,
+	// MEDIUMBLOB, 16 MiB.)
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultMaxValues bounds the JSON values (field names included) of a
+	// body, and with them the parser's memory: 12 bytes each.
+	DefaultMaxValues = 100_000
+	// DefaultMaxContainer bounds the elements of one array or the fields of
+	// one object.
+	DefaultMaxContainer = 10_000
+	// DefaultMaxDepth bounds JSON nesting so a hostile body cannot exhaust
+	// the stack.
+	DefaultMaxDepth = 64
 )
 
 // Reasons carried by InvalidError. They are stable, machine-friendly codes:
@@ -47,13 +58,49 @@ const (
 const (
 	ReasonMissingKey       = "missing_key"        // MessageKey empty or blank
 	ReasonBadKey           = "bad_key"            // MessageKey has control characters or surrounding spaces
-	ReasonBadJSON          = "bad_json"           // body is not one JSON object, or has duplicate or too deeply nested fields
+	ReasonBadJSON          = "bad_json"           // body is not one JSON object, has duplicate fields, or exceeds the depth, size or value caps (Limits)
 	ReasonMissingPatientID = "missing_patient_id" // patientData or patientData.patientId absent, null or blank
 	ReasonBadField         = "bad_field"          // a known field has the wrong type or characters
 	ReasonBadTimestamp     = "bad_timestamp"      // deviceTimestamp absent, of the wrong type, unparseable or out of range
 	ReasonInvalidUTF8      = "invalid_utf8"       // key, message ID or body is not valid UTF-8
 	ReasonFieldTooLong     = "field_too_long"     // a value exceeds its column
+	ReasonBodyTooLarge     = "body_too_large"     // body over Limits.MaxBodyBytes
 )
+
+// Limits bound what Parse accepts, so that no body can cost the worker
+// more than a known amount of memory or fail later, deterministically, at
+// Temporal. Zero fields take the defaults.
+type Limits struct {
+	MaxBodyBytes int // bytes; default DefaultMaxBodyBytes
+	MaxValues    int // JSON values in the body; default DefaultMaxValues
+	MaxContainer int // elements of an array or fields of an object; default DefaultMaxContainer
+	MaxDepth     int // nesting levels; default DefaultMaxDepth
+	// DeviceTimeNotBefore refuses older deviceTimestamps (bad_timestamp);
+	// zero means year 1000, the oldest DATETIME MySQL supports.
+	DeviceTimeNotBefore time.Time
+	// DeviceTimeMaxAhead refuses deviceTimestamps further than this in the
+	// future of Now (a device clock gone wrong); zero means no such check
+	// (up to year 9999).
+	DeviceTimeMaxAhead time.Duration
+	// Now is the clock for DeviceTimeMaxAhead; nil means time.Now.
+	Now func() time.Time
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBodyBytes <= 0 {
+		l.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if l.MaxValues <= 0 {
+		l.MaxValues = DefaultMaxValues
+	}
+	if l.MaxContainer <= 0 {
+		l.MaxContainer = DefaultMaxContainer
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	return l
+}
 
 // Event is a validated sync event, ready to be stored.
 type Event struct {
@@ -83,10 +130,16 @@ func invalid(reason, format string, args ...any) *InvalidError {
 	return &InvalidError{Reason: reason, Detail: fmt.Sprintf(format, args...)}
 }
 
-// Parse validates a raw message and builds its Event. Any error it returns
-// is an *InvalidError: the message will fail the same way on every
-// redelivery.
+// Parse validates a raw message under the default Limits and builds its
+// Event. Any error it returns is an *InvalidError: the message will fail the
+// same way on every redelivery.
 func Parse(key, messageID string, body []byte) (Event, error) {
+	return Limits{}.Parse(key, messageID, body)
+}
+
+// Parse is the package's Parse under l.
+func (l Limits) Parse(key, messageID string, body []byte) (Event, error) {
+	l = l.withDefaults()
 	if err := checkKey(key); err != nil {
 		return Event{}, err
 	}
@@ -96,15 +149,10 @@ func Parse(key, messageID string, body []byte) (Event, error) {
 	if n := utf8.RuneCountInString(messageID); n > MaxMessageIDChars {
 		return Event{}, invalid(ReasonFieldTooLong, "messageId: %d characters, max %d", n, MaxMessageIDChars)
 	}
-	if len(body) > MaxBodyBytes {
-		return Event{}, invalid(ReasonFieldTooLong, "body: %d bytes, max %d", len(body), MaxBodyBytes)
+	if len(body) > l.MaxBodyBytes {
+		return Event{}, invalid(ReasonBodyTooLarge, "body: %d bytes, max %d", len(body), l.MaxBodyBytes)
 	}
-	// Checked before decoding because encoding/json silently replaces
-	// invalid bytes with U+FFFD, which would store altered data.
-	if !utf8.Valid(body) {
-		return Event{}, invalid(ReasonInvalidUTF8, "body: not valid UTF-8")
-	}
-	root, err := decode(body)
+	root, err := decode(body, l)
 	if err != nil {
 		return Event{}, err
 	}
@@ -119,10 +167,31 @@ func Parse(key, messageID string, body []byte) (Event, error) {
 	if ev.DeviceTime, err = deviceTime(root.member("deviceTimestamp")); err != nil {
 		return Event{}, err
 	}
+	if err := l.checkWindow(ev.DeviceTime); err != nil {
+		return Event{}, err
+	}
 	ev.Payload = root.appendCanonical(make([]byte, 0, len(body)))
 	sum := sha256.Sum256(ev.Payload)
 	ev.Hash = hex.EncodeToString(sum[:])
 	return ev, nil
+}
+
+// checkWindow applies the configured plausibility window to a device time
+// already within the DATETIME range.
+func (l Limits) checkWindow(t time.Time) error {
+	if !l.DeviceTimeNotBefore.IsZero() && t.Before(l.DeviceTimeNotBefore) {
+		return invalid(ReasonBadTimestamp, "deviceTimestamp: before %s", l.DeviceTimeNotBefore.UTC().Format(time.RFC3339))
+	}
+	if l.DeviceTimeMaxAhead > 0 {
+		now := time.Now
+		if l.Now != nil {
+			now = l.Now
+		}
+		if t.After(now().Add(l.DeviceTimeMaxAhead)) {
+			return invalid(ReasonBadTimestamp, "deviceTimestamp: more than %s in the future", l.DeviceTimeMaxAhead)
+		}
+	}
+	return nil
 }
 
 func checkKey(key string) error {
@@ -131,6 +200,11 @@ func checkKey(key string) error {
 	}
 	if !utf8.ValidString(key) {
 		return invalid(ReasonInvalidUTF8, "key: not valid UTF-8")
+	}
+	// U+FFFD is what invalid bytes in a key become on the way through the
+	// HTTP API: storing it would file the record under an altered key.
+	if strings.ContainsRune(key, utf8.RuneError) {
+		return invalid(ReasonInvalidUTF8, "key: U+FFFD replacement character (invalid bytes replaced in transit)")
 	}
 	if n := utf8.RuneCountInString(key); n > MaxKeyChars {
 		return invalid(ReasonFieldTooLong, "key: %d characters, max %d", n, MaxKeyChars)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -156,7 +157,33 @@ func TestParseInvalid(t *testing.T) {
 		{"patientId too long", "k", "m", withPD(`{"patientId":"` + strings.Repeat("é", MaxPatientIDChars+1) + `"}`), ReasonFieldTooLong},
 		{"notes not string", "k", "m", withPD(`{"patientId":"` + secretPID + `","notes":["` + secretNotes + `"]}`), ReasonBadField},
 		{"notes too long", "k", "m", withPD(`{"patientId":"` + secretPID + `","notes":"` + strings.Repeat("n", MaxNotesBytes+1) + `"}`), ReasonFieldTooLong},
-		{"body too long", "k", "m", `{"x":"` + strings.Repeat("b", MaxBodyBytes) + `"}`, ReasonFieldTooLong},
+		{"body too long", "k", "m", `{"x":"` + strings.Repeat("b", DefaultMaxBodyBytes) + `"}`, ReasonBodyTooLarge},
+		// No silent alteration: U+FFFD is what invalid bytes become through
+		// the HTTP API, and encoding/json would turn a lone surrogate into it.
+		{"notes with U+FFFD", "k", "m", withPD(`{"patientId":"` + secretPID + `","notes":"caf` + "\uFFFD" + `"}`), ReasonInvalidUTF8},
+		{"notes with escaped U+FFFD", "k", "m", withPD(`{"patientId":"` + secretPID + `","notes":"caf\ufffd"}`), ReasonInvalidUTF8},
+		{"patientId with U+FFFD", "k", "m", withPD(`{"patientId":"` + "P\uFFFD1" + `"}`), ReasonInvalidUTF8},
+		{"extra field with U+FFFD", "k", "m", `{"x":"` + "\uFFFD" + `",` + ok[1:], ReasonInvalidUTF8},
+		{"key with U+FFFD", "rec-\uFFFD", "m", ok, ReasonInvalidUTF8},
+		{"lone high surrogate", "k", "m", withPD(`{"patientId":"\ud800"}`), ReasonInvalidUTF8},
+		{"lone low surrogate", "k", "m", withPD(`{"patientId":"a\udc00b"}`), ReasonInvalidUTF8},
+		{"high surrogate then letter", "k", "m", withPD(`{"patientId":"\ud800\u0041"}`), ReasonInvalidUTF8},
+		{"lone surrogate in a field name", "k", "m", `{"\udbff":1,` + ok[1:], ReasonInvalidUTF8},
+		{"byte order mark", "k", "m", "\uFEFF" + ok, ReasonBadJSON},
+		{"raw NUL in body", "k", "m", ok + "\x00", ReasonBadJSON},
+		{"raw control char in string", "k", "m", withPD(`{"patientId":"P` + "\x01" + `"}`), ReasonBadJSON},
+		{"top-level null", "k", "m", `null`, ReasonBadJSON},
+		{"leading zero", "k", "m", withTS(`01740989730123`), ReasonBadJSON},
+		{"bare minus", "k", "m", withTS(`-`), ReasonBadJSON},
+		{"fraction without digits", "k", "m", withTS(`1.`), ReasonBadJSON},
+		{"exponent without digits", "k", "m", withTS(`1e+`), ReasonBadJSON},
+		{"bad escape", "k", "m", withPD(`{"patientId":"\x41"}`), ReasonBadJSON},
+		{"short unicode escape", "k", "m", withPD(`{"patientId":"\u12"}`), ReasonBadJSON},
+		{"single quotes", "k", "m", `{'patientData':1}`, ReasonBadJSON},
+		{"trailing comma", "k", "m", `{"a":1,}`, ReasonBadJSON},
+		{"huge array", "k", "m", `{"x":[` + strings.Repeat("0,", DefaultMaxContainer) + `0],` + ok[1:], ReasonBadJSON},
+		{"huge object", "k", "m", `{"x":{` + manyFields(DefaultMaxContainer+1) + `},` + ok[1:], ReasonBadJSON},
+		{"too many values", "k", "m", `{"x":[` + strings.Repeat("[0,0,0,0,0,0,0,0,0],", DefaultMaxValues/10) + `0],` + ok[1:], ReasonBadJSON},
 		{"missing timestamp", "k", "m", `{"patientData":{"patientId":"` + secretPID + `"}}`, ReasonBadTimestamp},
 		{"null timestamp", "k", "m", withTS(`null`), ReasonBadTimestamp},
 		{"timestamp bool", "k", "m", withTS(`true`), ReasonBadTimestamp},
@@ -196,6 +223,17 @@ func TestParseInvalid(t *testing.T) {
 	}
 }
 
+func manyFields(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"f%d":0`, i)
+	}
+	return b.String()
+}
+
 func TestInvalidErrorMessage(t *testing.T) {
 	t.Parallel()
 	e := &InvalidError{Reason: ReasonBadTimestamp, Detail: "deviceTimestamp: unparseable"}
@@ -219,5 +257,37 @@ func TestParseAcceptsLimits(t *testing.T) {
 	}
 	if ev.PatientID != pid || len(ev.Notes) != MaxNotesBytes || ev.Key != key {
 		t.Error("values at the limits altered")
+	}
+}
+
+func TestDeviceTimeWindow(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	lim := Limits{
+		DeviceTimeNotBefore: time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		DeviceTimeMaxAhead:  24 * time.Hour,
+		Now:                 func() time.Time { return now },
+	}
+	for _, tc := range []struct {
+		ts string
+		ok bool
+	}{
+		{`"2026-12-01T11:00:00Z"`, true},
+		{`"2000-01-01T00:00:00Z"`, true},
+		{`"1999-12-31T23:59:59Z"`, false},
+		{`0`, false}, // 1970: a device clock never set
+		{`"2026-12-02T11:59:59Z"`, true},
+		{`"2026-12-02T12:00:01Z"`, false},
+	} {
+		body := `{"patientData":{"patientId":"P-1"},"deviceTimestamp":` + tc.ts + `}`
+		_, err := lim.Parse("k", "m", []byte(body))
+		var ie *InvalidError
+		if tc.ok && err != nil || !tc.ok && (!errors.As(err, &ie) || ie.Reason != ReasonBadTimestamp) {
+			t.Errorf("deviceTimestamp %s: err = %v, want ok %t", tc.ts, err, tc.ok)
+		}
+		// The default window accepts all of them.
+		if _, err := Parse("k", "m", []byte(body)); err != nil {
+			t.Errorf("default limits refused %s: %v", tc.ts, err)
+		}
 	}
 }

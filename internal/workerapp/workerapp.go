@@ -212,6 +212,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 				SlowCommit:    cfg.Pipeline.FloodSlowCommit,
 			},
 			LegacyShape: o.LegacyShape,
+			// Hand-over and parse limits (activities/handover_check.go).
+			MaxWorkflowIDBytes:  cfg.Pipeline.MaxWorkflowIDBytes,
+			MaxPayloadBytes:     cfg.Pipeline.MaxPayloadBytes,
+			MaxBodyBytes:        cfg.Pipeline.MaxBodyBytes,
+			DeviceTimeNotBefore: cfg.Pipeline.DeviceTimeNotBefore,
+			DeviceTimeMaxAhead:  cfg.Pipeline.DeviceTimeMaxAhead,
 		},
 		DBErrors: &activities.DBErrorPolicy{UnclassifiedRetryFor: cfg.Pipeline.UnclassifiedRetryFor, Alarm: dbAlarm},
 	}
