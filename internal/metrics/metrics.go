@@ -76,6 +76,15 @@ type Pipeline struct {
 	// ExpiredHandles: refused by the broker at ack time (expired or
 	// superseded). The record is committed regardless.
 	ExpiredHandles tally.Counter
+	// WorkerReady is 1 while the worker's last readiness round found
+	// Temporal, the database and the broker reachable, else 0. Alerting on
+	// it (rather than on `up`) catches a worker that runs but cannot work.
+	WorkerReady tally.Gauge
+	// StuckRecords is the number of record workflows of the task queue
+	// running longer than the stuck threshold, sampled from visibility.
+	// Every worker of a fleet reports the same fleet-wide number: aggregate
+	// with max(), not sum().
+	StuckRecords tally.Gauge
 }
 
 // NewPipeline names every pipeline metric under scope.
@@ -93,6 +102,8 @@ func NewPipeline(scope tally.Scope) *Pipeline {
 		AckLatency:             scope.Timer("ack_latency"),
 		AckedHandles:           scope.Counter("acked_handles"),
 		ExpiredHandles:         scope.Counter("expired_handles"),
+		WorkerReady:            scope.Gauge("worker_ready"),
+		StuckRecords:           scope.Gauge("stuck_records"),
 	}
 }
 

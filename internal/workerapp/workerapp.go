@@ -44,6 +44,10 @@ type Options struct {
 	// Ready, if set, is called once the worker is polling, with the
 	// address /metrics is served on ("" when disabled).
 	Ready func(metricsAddr string)
+	// StuckAfter and StuckSampleEvery override the stuck-records gauge's
+	// threshold and sampling interval (tests); zero means the defaults
+	// (DefaultStuckAfter, 30 s).
+	StuckAfter, StuckSampleEvery time.Duration
 }
 
 // Register adds the pipeline's workflows and activities to w. Shared with
@@ -141,8 +145,18 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	// Readiness checks run in the background; served below (health.go).
 	health := newWorkerHealth(cfg, db, tc, log)
+	health.o.OnRound = func(r Readiness) {
+		reg.Pipeline.WorkerReady.Update(boolGauge(r.Ready))
+	}
 	stopHealth := health.Start(ctx)
 	defer stopHealth()
+
+	stuck := &stuckSampler{
+		tc: tc, taskQueue: cfg.Temporal.TaskQueue, after: o.StuckAfter, every: o.StuckSampleEvery,
+		gauge: reg.Pipeline.StuckRecords, log: log.With("component", "stuck-sampler"),
+	}
+	stopStuck := stuck.Start(ctx)
+	defer stopStuck()
 
 	acts := &activities.Activities{
 		Store:    st,
