@@ -41,6 +41,9 @@ var (
 
 func workerBinary(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the worker -dev binary: skipped in -short mode")
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "syncbridge-worker-bin")
 		if err != nil {
