@@ -89,7 +89,7 @@ type Pipeline struct {
 
 // NewPipeline names every pipeline metric under scope.
 func NewPipeline(scope tally.Scope) *Pipeline {
-	return &Pipeline{
+	p := &Pipeline{
 		scope:                  scope,
 		MessagesPolled:         scope.Counter("messages_polled"),
 		PollErrors:             scope.Counter("poll_errors"),
@@ -105,7 +105,17 @@ func NewPipeline(scope tally.Scope) *Pipeline {
 		WorkerReady:            scope.Gauge("worker_ready"),
 		StuckRecords:           scope.Gauge("stuck_records"),
 	}
+	// Series of the failure reasons exist from the start, at zero: an
+	// alert on rate() over a series that appears only with the first
+	// failure cannot fire on that failure (rate needs two samples).
+	for _, reason := range AckFailureReasons {
+		scope.Tagged(map[string]string{"reason": reason}).Counter("ack_failures")
+	}
+	return p
 }
+
+// AckFailureReasons are the reason label values of ack_failures.
+var AckFailureReasons = []string{"call_failed", "timeout", "shutdown"}
 
 // Outcome counts a record outcome decided by the database (inserted,
 // duplicate, conflict) or by validation (quarantined).

@@ -193,7 +193,7 @@ func TestRulesAndDashboardNameOnlyEmittedPipelineMetrics(t *testing.T) {
 	// Tagged series appear on first use; use each once.
 	p.Outcome("conflict")
 	p.Quarantined("bad_json")
-	p.AckFailure("call_failed")
+	// ack_failures is not used: its series must exist before any failure.
 	p.InsertLatency.Record(time.Millisecond)
 	p.AckLatency.Record(time.Millisecond)
 	p.WorkerReady.Update(1)

@@ -42,8 +42,12 @@ func TestPrometheusScrapesEveryMetricTheRulesAndDashboardUse(t *testing.T) {
 	p := newPipe(t, mqemu.Config{InvisibleTime: 20 * time.Second, Seed: 11}, map[string]string{"SYNCBRIDGE_POLLERS": "1"})
 	msgs := generate(syncevent.GenOptions{Count: 60, DistinctKeys: 40, ChangedRate: 0.5, BadRate: 0.1, Seed: 5, KeyPrefix: "prom-"})
 	p.publish(msgs)
-	// Faults only after publishing: the producer does not retry.
-	p.env.MQ.SetFaults(mqemu.Faults{DuplicateRate: 0.2, ExpireRate: 0.15, ErrorRate: 0.05})
+	// Faults only after publishing: the producer does not retry. The error
+	// rate is high on purpose: the SDK records activity schedule-to-start
+	// only for activity tasks dispatched through matching, and with eager
+	// activity execution (the server's default) first attempts bypass it;
+	// failed AckMessage calls make Ack retries, which do not.
+	p.env.MQ.SetFaults(mqemu.Faults{DuplicateRate: 0.2, ExpireRate: 0.15, ErrorRate: 0.3})
 	w := p.worker(Options{StuckAfter: time.Millisecond, StuckSampleEvery: 300 * time.Millisecond})
 
 	prom := startPrometheus(t, promBin, w.metricsAddr, filepath.Join(root, monitoring.AlertsFile))
@@ -67,10 +71,17 @@ func TestPrometheusScrapesEveryMetricTheRulesAndDashboardUse(t *testing.T) {
 	if len(names) < 10 {
 		t.Fatalf("only %d metric names found in the rules and dashboard: %v", len(names), names)
 	}
+	missing := false
 	for _, name := range names {
 		if n := prom.count(t, fmt.Sprintf(`{__name__=%q}`, name)); n == 0 {
+			missing = true
 			t.Errorf("metric %s, used by the rules or the dashboard, has no data in Prometheus", name)
 		}
+	}
+	if missing {
+		var have []string
+		prom.api(t, "/api/v1/label/__name__/values", nil, &have)
+		t.Logf("metrics Prometheus has: %v", have)
 	}
 	for _, r := range rules {
 		for _, op := range monitoring.Operands(r.Expr) {

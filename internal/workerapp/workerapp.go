@@ -85,7 +85,7 @@ func Dial(ctx context.Context, cfg config.Config, log *slog.Logger, mh client.Me
 	}
 	o.HostPort = cfg.Temporal.Address
 	o.Namespace = cfg.Temporal.Namespace
-	o.Logger = sdklog.NewStructuredLogger(log)
+	o.Logger = sdklog.NewStructuredLogger(slog.New(demoteExpectedOutcomes(log.Handler()))) // sdklog.go
 	o.MetricsHandler = mh
 	if err := applyTemporalSecurity(&o, cfg.Temporal); err != nil { // tls.go
 		return nil, err

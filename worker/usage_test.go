@@ -1,0 +1,30 @@
+package main
+
+import (
+	"flag"
+	"strings"
+	"testing"
+
+	"github.com/syncbridge/syncbridge/internal/config"
+)
+
+// worker -h ends with the environment variables, every one of them.
+func TestUsageEndsWithTheEnvironmentVariables(t *testing.T) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.Bool("dev", false, "start an embedded local stack")
+	var b strings.Builder
+	usage(&b, fs)
+	out := b.String()
+	envAt := strings.Index(out, "environment variables")
+	if strings.Index(out, "-dev") > envAt || envAt < 0 {
+		t.Fatalf("the flags must come first, then the environment:\n%s", out)
+	}
+	for _, v := range config.Vars {
+		if !strings.Contains(out[envAt:], "  "+v.Name+" ") {
+			t.Errorf("-h does not list %s", v.Name)
+		}
+	}
+	if !strings.Contains(out, "README.md") {
+		t.Error("-h does not point at the README")
+	}
+}
