@@ -84,6 +84,8 @@ type devProc struct {
 	cmd    *exec.Cmd
 	banner chan string
 	done   chan error
+	// logPath holds the process's stderr (its log).
+	logPath string
 }
 
 type devAddrs struct{ temporal, ui, mq, mysql, metrics string }
@@ -112,7 +114,7 @@ func startDev(t *testing.T, a devAddrs, env []string, args ...string) *devProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &devProc{cmd: cmd, banner: make(chan string, 1), done: make(chan error, 1)}
+	p := &devProc{cmd: cmd, banner: make(chan string, 1), done: make(chan error, 1), logPath: logf.Name()}
 	go func() {
 		var b strings.Builder
 		sc := bufio.NewScanner(stdout)

@@ -96,6 +96,19 @@ func TestPrometheusScrapesEveryMetricTheRulesAndDashboardUse(t *testing.T) {
 			t.Errorf("dashboard panel %q: %q returns no data", q.Panel, e)
 		}
 	}
+	// The two gauges this change added carry the right values: records
+	// were running (for longer than the 1 ms test threshold) during the
+	// drain and none after it; the worker reported ready.
+	if prom.count(t, `max_over_time(syncbridge_stuck_records[5m]) > 0`) == 0 {
+		t.Error("syncbridge_stuck_records never rose above 0 during the drain")
+	}
+	waitFor(t, 10*time.Second, "stuck records back to 0", func() bool {
+		return prom.count(t, `syncbridge_stuck_records == 0`) == 1
+	})
+	if prom.count(t, `syncbridge_worker_ready == 1`) != 1 {
+		t.Error("syncbridge_worker_ready is not 1 on a worker whose dependencies are up")
+	}
+
 	// Prometheus evaluated every shipped rule without error.
 	var rr struct {
 		Groups []struct {
