@@ -24,7 +24,11 @@ func TestUsageEndsWithTheEnvironmentVariables(t *testing.T) {
 			t.Errorf("-h does not list %s", v.Name)
 		}
 	}
-	if !strings.Contains(out, "README.md") {
+	if !strings.Contains(out[envAt:], "README.md") {
 		t.Error("-h does not point at the README")
+	}
+	last := config.Vars[len(config.Vars)-1].Name
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); !strings.Contains(lines[len(lines)-1], last) {
+		t.Errorf("-h must end with the environment variables; last line %q", lines[len(lines)-1])
 	}
 }
