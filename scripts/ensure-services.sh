@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is on this machine and running:
 # MariaDB on 127.0.0.1:3306 (root, empty password), Debian's Chromium for
-# the Web UI check and docker-compose to validate docker-compose.yml (no
-# Docker engine is needed for that). Idempotent; needs root (or sudo) only to install/start.
+# the Web UI check, docker-compose to validate docker-compose.yml (no
+# Docker engine is needed for that) and Prometheus (server and promtool) for
+# the alert-rule tests and the live-Prometheus test. Idempotent; needs root (or sudo) only to install/start.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -40,4 +41,15 @@ fi
 if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
   echo "ensure-services: installing docker-compose (to validate docker-compose.yml)"
   apt_install docker-compose || echo "ensure-services: docker-compose could not be installed; the compose check will say so" >&2
+fi
+
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  echo "ensure-services: installing Prometheus (alert-rule and live-scrape tests)"
+  # --no-install-recommends: the server and promtool only, not the exporters.
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    || { echo "ensure-services: Prometheus could not be installed" >&2; exit 1; }
+  # The package may start its own server on :9090 where an init system runs;
+  # the tests start their own on free ports and need none.
+  as_root service prometheus stop >/dev/null 2>&1 || true
 fi

@@ -1,19 +1,40 @@
 #!/usr/bin/env bash
 # Runs every test of the project: unit tests, integration tests against the
 # embedded Temporal server, the RocketMQ emulator and MariaDB, the dev-stack
-# restart test and the headless-Chromium Web UI check.
+# restart test, the headless-Chromium Web UI check, the alert-rule tests
+# (promtool) and the live-Prometheus scrape test.
 #
-# Needs MariaDB on 127.0.0.1:3306 (root, empty password) and Debian's
-# chromium; scripts/ensure-services.sh installs and starts them when it can
-# (it is run first). SYNCBRIDGE_TEST_MYSQL_DSN points the tests at another
-# server.
+#   scripts/test.sh           everything (what CI runs)
+#   scripts/test.sh -short    unit tests only (SHORT=1 does the same): no
+#                             embedded Temporal server, no worker binary,
+#                             no race detector
+#
+# Needs MariaDB on 127.0.0.1:3306 (root, empty password), Debian's chromium
+# and prometheus; scripts/ensure-services.sh installs and starts them when
+# it can (it is run first). SYNCBRIDGE_TEST_MYSQL_DSN points the tests at
+# another server.
+#
+# Output: go test -json through scripts/testfmt, which prints slow tests as
+# they finish, every failure in full, a "... running:" line every minute
+# naming the packages still running, and go test's own "ok"/"FAIL" line per
+# package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+short=${SHORT:-}
+for arg in "$@"; do
+  case "$arg" in
+    -short|--short) short=1 ;;
+    *) echo "usage: scripts/test.sh [-short]" >&2; exit 2 ;;
+  esac
+done
+
 scripts/ensure-services.sh
 
-# The Web UI check must run, not skip, when this script runs.
+# The Web UI check, the rule tests and the live-Prometheus test must run,
+# not skip, when this script runs.
 export UI_CHECK_REQUIRED=1
+export PROMETHEUS_REQUIRED=1
 export UI_CHECK_SCREENSHOT=${UI_CHECK_SCREENSHOT:-$PWD/ui-check-workflows.png}
 
 echo "== production build leaves the dev stack out (-tags nodev)"
@@ -25,5 +46,18 @@ echo "ok: worker -tags nodev links no embedded server"
 
 echo "== go vet"
 go vet ./...
-echo "== go test (race detector on)"
-go test -race -count=1 -timeout 40m ./...
+
+# Built once, so a broken formatter fails here rather than hiding results.
+testfmt=$(mktemp -d)/testfmt
+trap 'rm -rf "$(dirname "$testfmt")"' EXIT
+go build -o "$testfmt" ./scripts/testfmt
+
+if [ -n "$short" ]; then
+  # Without -race: the race build of the embedded Temporal server alone
+  # takes longer than the whole short run; the full run keeps -race.
+  echo "== go test -short (unit tests)"
+  go test -json -short -count=1 -timeout 15m ./... | "$testfmt"
+else
+  echo "== go test (race detector on)"
+  go test -json -race -count=1 -timeout 40m ./... | "$testfmt"
+fi

@@ -34,6 +34,7 @@ type command struct {
 }
 
 var commands = []command{
+	{"status", "what needs a person: drain, stuck records, conflicts, quarantine, pollers, workers", runStatus},
 	{"reconcile", "re-drive records an incident left uncommitted; replay quarantine rows marked for replay", runReconcile},
 	{"quarantine", "list, show, replay or discard quarantined messages", runQuarantine},
 	{"conflicts", "list, show or resolve same-key/different-payload conflicts", runConflicts},

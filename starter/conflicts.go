@@ -103,7 +103,40 @@ func conflictsShow(ctx context.Context, e *env, args []string) int {
 	}
 	printRow(e, row, ok, *show)
 	printConflicts(e, cs, *show)
+	if ok {
+		printConflictDiffs(e, row, cs, *show)
+	}
 	return exitOK
+}
+
+// printConflictDiffs shows, for each open conflict, the fields that differ
+// from the stored record and which version the device wrote first.
+func printConflictDiffs(e *env, row store.Row, cs []store.ConflictRow, show bool) {
+	for _, c := range cs {
+		if c.Status != store.ConflictOpen {
+			continue
+		}
+		e.printf("conflict #%d against the stored record:\n", c.ID)
+		e.printf("  first by device timestamp: %s\n", firstByDevice(row.DeviceTime, deviceTime(row.Key, c.Payload)))
+		changes, err := diffJSON(row.Payload, c.Payload)
+		if err != nil {
+			e.printf("  fields: cannot compare (%v)\n", err)
+			continue
+		}
+		if len(changes) == 0 {
+			e.printf("  fields: none differ (the payloads differ only in form)\n")
+			continue
+		}
+		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintf(tw, "  FIELD\tSTORED\tINCOMING\n")
+		for _, ch := range changes {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", ch.Path, renderLeaf(ch.Stored, ch.InStored, show), renderLeaf(ch.Incoming, ch.InIncome, show))
+		}
+		tw.Flush()
+	}
+	if !show {
+		e.printf("(values masked; --show-payload shows them)\n")
+	}
 }
 
 func printRow(e *env, r store.Row, ok, show bool) {

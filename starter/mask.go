@@ -62,3 +62,7 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// maskValue hides one leaf value of a body (the conflict diff): nothing of
+// it is shown, not its kind or length, for the reasons above.
+func maskValue(any) any { return "***" }

@@ -41,6 +41,9 @@ var (
 
 func workerBinary(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("runs the worker -dev binary: skipped in -short mode")
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "syncbridge-worker-bin")
 		if err != nil {
@@ -83,6 +86,8 @@ type devProc struct {
 	// bannerText receives the banner once more, for tests that read it.
 	bannerText chan string
 	done       chan error
+	// logPath holds the process's stderr (its log).
+	logPath string
 }
 
 type devAddrs struct{ temporal, ui, mq, mysql, metrics, codec string }
@@ -112,7 +117,7 @@ func startDev(t *testing.T, a devAddrs, env []string, args ...string) *devProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &devProc{cmd: cmd, banner: make(chan string, 1), bannerText: make(chan string, 1), done: make(chan error, 1)}
+	p := &devProc{cmd: cmd, banner: make(chan string, 1), bannerText: make(chan string, 1), done: make(chan error, 1), logPath: logf.Name()}
 	go func() {
 		var b strings.Builder
 		sc := bufio.NewScanner(stdout)

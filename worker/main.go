@@ -58,6 +58,7 @@ func parseFlags(name string, args []string, out io.Writer) (devFlags, error) {
 	var dev devFlags
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.Usage = func() { usage(fs.Output(), fs) }
 	fs.BoolVar(&dev.enabled, "dev", false, "start an embedded local stack (Temporal + Web UI, RocketMQ emulator, database) and run against it")
 	dev.register(fs)
 	err := fs.Parse(args)

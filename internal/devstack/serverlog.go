@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
@@ -30,7 +31,44 @@ func newServerLogger(l *slog.Logger, level slog.Leveler) *serverLogger {
 	return &serverLogger{log: l.With("component", "temporal"), level: level}
 }
 
+// expectedNoise are server lines that, in a single-process dev stack, say
+// nothing an operator must act on, matched by message and (optionally) a
+// substring of the error they carry. They are logged at debug instead:
+//   - every GetWorkflowExecutionHistory call of the Web UI and the SDK asks
+//     for more events per page than the frontend's default threshold, and
+//     the frontend warns about each one;
+//   - at shutdown the matching service closes its task queues under the
+//     worker's long polls, and the frontend reports each interrupted poll
+//     as an error ("service failures … task queue closed"), although the
+//     worker stops polling a moment later anyway.
+var expectedNoise = []struct{ msg, errContains string }{
+	{msg: "GetHistory page size is larger than threshold"},
+	{msg: "service failures", errContains: "task queue closed"},
+}
+
+func isExpectedNoise(msg string, groups ...[]tag.Tag) bool {
+	for _, n := range expectedNoise {
+		if n.msg != msg {
+			continue
+		}
+		if n.errContains == "" {
+			return true
+		}
+		for _, tags := range groups {
+			for _, t := range tags {
+				if strings.Contains(fmt.Sprint(tagValue(t.Value())), n.errContains) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
 func (s *serverLogger) emit(lvl slog.Level, msg string, tags []tag.Tag) {
+	if lvl > slog.LevelDebug && isExpectedNoise(msg, s.tags, tags) {
+		lvl = slog.LevelDebug
+	}
 	if lvl < s.level.Level() {
 		return
 	}

@@ -48,3 +48,28 @@ func TestCatchFatalTurnsServerFatalIntoError(t *testing.T) {
 	}()
 	_ = catchFatal(func() error { panic("unrelated") })
 }
+
+// The dev stack's known noise is demoted to debug; the same message with
+// another error, or any other error, still shows.
+func TestServerLoggerDemotesExpectedNoise(t *testing.T) {
+	var buf bytes.Buffer
+	l := newServerLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), slog.LevelInfo)
+	l.Warn("GetHistory page size is larger than threshold", tag.NewInt32("page-size", 1000))
+	l.With(tag.NewStringTag("service", "frontend")).Error("service failures",
+		tag.NewErrorTag("error", errors.New("task queue closed")))
+	l.Error("service failures", tag.NewErrorTag("error", errors.New("persistence unavailable")))
+	out := buf.String()
+	if strings.Contains(out, "page size") || strings.Contains(out, "task queue closed") {
+		t.Errorf("expected noise forwarded above debug:\n%s", out)
+	}
+	if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "persistence unavailable") {
+		t.Errorf("a real service failure was hidden:\n%s", out)
+	}
+
+	buf.Reset()
+	l = newServerLogger(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})), slog.LevelDebug)
+	l.Error("service failures", tag.NewErrorTag("error", errors.New("task queue closed")))
+	if !strings.Contains(buf.String(), "level=DEBUG") {
+		t.Errorf("demoted line not at debug: %s", buf.String())
+	}
+}

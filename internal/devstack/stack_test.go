@@ -23,6 +23,7 @@ import (
 // uses only what the banner's export lines give a second terminal: if any
 // value were wrong or badly quoted, one of the clients below would fail.
 func TestStackServesWhatTheBannerSays(t *testing.T) {
+	skipShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -183,6 +184,7 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestStartFailureStopsWhatStarted(t *testing.T) {
+	skipShort(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

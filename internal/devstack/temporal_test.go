@@ -104,6 +104,7 @@ func waitVisible(t testing.TB, c client.Client, query string, want ...string) {
 }
 
 func TestTemporalRunsWorkflowsAndServesWebUI(t *testing.T) {
+	skipShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -338,6 +339,7 @@ func secondLifeAttributes() map[string]enumspb.IndexedValueType {
 
 // TestRestartFirstLife is the child half of TestTemporalFileDBSurvivesRestart.
 func TestRestartFirstLife(t *testing.T) {
+	skipShort(t)
 	path := os.Getenv(restartDBEnv)
 	if path == "" {
 		t.Skip("child process of TestTemporalFileDBSurvivesRestart only")
@@ -376,6 +378,7 @@ func TestRestartFirstLife(t *testing.T) {
 }
 
 func TestTemporalFileDBSurvivesRestart(t *testing.T) {
+	skipShort(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "temporal.db")
 	out := filepath.Join(dir, "run-id")
@@ -493,4 +496,13 @@ func (f fakeOperator) AddSearchAttributes(_ context.Context, req *operatorservic
 	}
 	*f.added = req.GetSearchAttributes()
 	return &operatorservice.AddSearchAttributesResponse{}, nil
+}
+
+// skipShort skips tests that start the embedded Temporal server: they take
+// minutes under the race detector, and -short is for the unit tests.
+func skipShort(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts the embedded Temporal server: skipped in -short mode")
+	}
 }

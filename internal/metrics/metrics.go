@@ -86,6 +86,15 @@ type Pipeline struct {
 	// the line), whatever the error class: a rising count is records
 	// stuck in retry, holding in-flight slots.
 	InsertFailingRecords tally.Counter
+	// WorkerReady is 1 while the worker's last readiness round found
+	// Temporal, the database and the broker reachable, else 0. Alerting on
+	// it (rather than on `up`) catches a worker that runs but cannot work.
+	WorkerReady tally.Gauge
+	// StuckRecords is the number of record workflows of the task queue
+	// running longer than the stuck threshold, sampled from visibility.
+	// Every worker of a fleet reports the same fleet-wide number: aggregate
+	// with max(), not sum().
+	StuckRecords tally.Gauge
 }
 
 // InsertFailingAfter is the number of failed insert attempts after which a
@@ -96,7 +105,7 @@ const InsertFailingAfter = 10
 
 // NewPipeline names every pipeline metric under scope.
 func NewPipeline(scope tally.Scope) *Pipeline {
-	return &Pipeline{
+	p := &Pipeline{
 		scope:                  scope,
 		MessagesPolled:         scope.Counter("messages_polled"),
 		PollErrors:             scope.Counter("poll_errors"),
@@ -112,8 +121,20 @@ func NewPipeline(scope tally.Scope) *Pipeline {
 		CommitLatency:          scope.Timer("commit_latency"),
 		ExpiredHandles:         scope.Counter("expired_handles"),
 		InsertFailingRecords:   scope.Counter("insert_failing_records"),
+		WorkerReady:            scope.Gauge("worker_ready"),
+		StuckRecords:           scope.Gauge("stuck_records"),
 	}
+	// Series of the failure reasons exist from the start, at zero: an
+	// alert on rate() over a series that appears only with the first
+	// failure cannot fire on that failure (rate needs two samples).
+	for _, reason := range AckFailureReasons {
+		scope.Tagged(map[string]string{"reason": reason}).Counter("ack_failures")
+	}
+	return p
 }
+
+// AckFailureReasons are the reason label values of ack_failures.
+var AckFailureReasons = []string{"call_failed", "timeout", "shutdown"}
 
 // Outcome counts a record outcome decided by the database (inserted,
 // duplicate, conflict) or by validation (quarantined).

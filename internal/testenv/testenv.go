@@ -171,6 +171,9 @@ type Env struct {
 // a part cannot start (MariaDB unreachable, ports, Temporal).
 func New(t testing.TB, opts ...Options) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test (Temporal server, emulator, MariaDB): skipped in -short mode")
+	}
 	var o Options
 	if len(opts) > 1 {
 		t.Fatal("testenv.New: at most one Options")

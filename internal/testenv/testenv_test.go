@@ -107,6 +107,9 @@ func TestEnvCarriesAMessageFromQueueToDatabaseThroughTemporal(t *testing.T) {
 // TestEnvsAreIsolatedAndCleanedUp checks that two tests never share a
 // database, task queue or emulator, and that cleanup drops and closes them.
 func TestEnvsAreIsolatedAndCleanedUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("New skips in -short mode")
+	}
 	var seen []*Env
 	for i := range 2 {
 		t.Run(fmt.Sprint("env", i), func(t *testing.T) {

@@ -53,6 +53,9 @@ type HealthOptions struct {
 	Secrets []string
 	Logger  *slog.Logger
 	Checks  []Check
+	// OnRound, if set, receives the readiness after every round (the
+	// worker exports it as the syncbridge_worker_ready gauge).
+	OnRound func(Readiness)
 }
 
 // Health answers /healthz and /readyz. Liveness is the process answering
@@ -132,6 +135,16 @@ func (h *Health) CheckNow(ctx context.Context) {
 	}
 	wg.Wait()
 	h.logTransition()
+	if h.o.OnRound != nil && ctx.Err() == nil {
+		h.o.OnRound(h.Readiness())
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (h *Health) redact(s string) string {

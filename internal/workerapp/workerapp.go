@@ -55,6 +55,10 @@ type Options struct {
 	// CodecReady, if set, is called with the codec server's address once
 	// it listens (only when SYNCBRIDGE_CODEC_ADDR is set).
 	CodecReady func(addr string)
+	// StuckAfter and StuckSampleEvery override the stuck-records gauge's
+	// threshold and sampling interval (tests); zero means the defaults
+	// (DefaultStuckAfter, 30 s).
+	StuckAfter, StuckSampleEvery time.Duration
 }
 
 // Register adds the pipeline's workflows and activities to w. Shared with
@@ -102,7 +106,7 @@ func Dial(ctx context.Context, cfg config.Config, log *slog.Logger, mh client.Me
 	}
 	o.HostPort = cfg.Temporal.Address
 	o.Namespace = cfg.Temporal.Namespace
-	o.Logger = sdklog.NewStructuredLogger(log)
+	o.Logger = sdklog.NewStructuredLogger(slog.New(demoteExpectedOutcomes(log.Handler()))) // sdklog.go
 	o.MetricsHandler = mh
 	if err := applyTemporalSecurity(&o, cfg.Temporal); err != nil { // tls.go
 		return nil, err
@@ -183,8 +187,18 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	// Readiness checks run in the background; served below (health.go).
 	dbAlarm := &activities.DBAlarm{}
 	health := newWorkerHealth(cfg, db, tc, log, dbAlarm)
+	health.o.OnRound = func(r Readiness) {
+		reg.Pipeline.WorkerReady.Update(boolGauge(r.Ready))
+	}
 	stopHealth := health.Start(ctx)
 	defer stopHealth()
+
+	stuck := &stuckSampler{
+		tc: tc, taskQueue: cfg.Temporal.TaskQueue, after: o.StuckAfter, every: o.StuckSampleEvery,
+		gauge: reg.Pipeline.StuckRecords, log: log.With("component", "stuck-sampler"),
+	}
+	stopStuck := stuck.Start(ctx)
+	defer stopStuck()
 
 	acts := &activities.Activities{
 		Store: st,
