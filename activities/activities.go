@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/syncbridge/syncbridge/internal/acker"
+	"github.com/syncbridge/syncbridge/internal/bytebudget"
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/metrics"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
@@ -75,7 +76,10 @@ type Activities struct {
 	// Committer, when set, is used for inserts instead of Store.Insert.
 	Committer Committer
 	// Bulk commits flood mode's groups (the Store in production).
-	Bulk     BulkInserter
+	Bulk BulkInserter
+	// Bodies, when set, caps the bytes of message bodies the pollers of
+	// this worker hold at once (poller.go, consume).
+	Bodies   *bytebudget.Budget
 	Acker    Acker
 	Consumer mqclient.Consumer
 	Temporal client.Client

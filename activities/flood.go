@@ -143,7 +143,7 @@ func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger) (int, err
 				wait = time.Second
 			}
 		}
-		got, err := a.Consumer.Consume(ctx, a.Settings.BatchSize, wait)
+		got, done, err := a.consume(ctx, wait)
 		if err != nil {
 			if len(msgs) == 0 {
 				return 0, err
@@ -151,7 +151,7 @@ func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger) (int, err
 			log.Warn("consume failed while gathering a flood group; settling what was gathered", "error", err)
 			break
 		}
-		a.Metrics.MessagesPolled.Inc(int64(len(got)))
+		defer done() // the group's bodies are held until it is settled
 		msgs = append(msgs, got...)
 		for _, m := range got {
 			bytes += len(m.Body)

@@ -155,13 +155,47 @@ func (a *Activities) pollOnce(batchCtx, logCtx context.Context) (int, error) {
 	if a.Settings.Flood.Enabled {
 		return a.pollFlood(batchCtx, activity.GetLogger(logCtx))
 	}
-	msgs, err := a.Consumer.Consume(batchCtx, a.Settings.BatchSize, a.Settings.PollWait)
+	msgs, done, err := a.consume(batchCtx, a.Settings.PollWait)
 	if err != nil {
 		return 0, err
 	}
-	a.Metrics.MessagesPolled.Inc(int64(len(msgs)))
+	defer done()
 	a.handOverBatch(batchCtx, activity.GetLogger(logCtx), msgs)
 	return len(msgs), nil
+}
+
+// consume fetches one batch within the worker's budget of body bytes
+// (Activities.Bodies): room for a full batch of the largest bodies is
+// reserved before the call, the unused part given back after it, and the
+// rest when the caller calls done, once the batch is handed over. So the
+// bodies all pollers of a worker hold never pass the budget, however
+// large the messages.
+func (a *Activities) consume(ctx context.Context, wait time.Duration) (msgs []mqclient.Message, done func(), err error) {
+	reserve := int64(a.Settings.BatchSize) * int64(a.Settings.maxBodyBytes())
+	if a.Bodies != nil {
+		if err := a.Bodies.Acquire(ctx, reserve); err != nil {
+			return nil, nil, fmt.Errorf("wait for room for message bodies: %w", err)
+		}
+	}
+	msgs, err = a.Consumer.Consume(ctx, a.Settings.BatchSize, wait)
+	var held int64
+	for _, m := range msgs {
+		held += int64(len(m.Body))
+	}
+	if a.Bodies != nil {
+		a.Bodies.Release(reserve - min(held, reserve))
+	}
+	done = func() {
+		if a.Bodies != nil {
+			a.Bodies.Release(min(held, reserve))
+		}
+	}
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	a.Metrics.MessagesPolled.Inc(int64(len(msgs)))
+	return msgs, done, nil
 }
 
 // HandOverBatch hands a consumed batch over as the poller does, for

@@ -90,6 +90,9 @@ type Pipeline struct {
 	HandoverConcurrency int
 	// CommitBatch is the most inserts one group-commit transaction takes.
 	CommitBatch int
+	// BodyBytesInFlight caps the bytes of message bodies the pollers of one
+	// worker hold at once.
+	BodyBytesInFlight int
 	// Flood turns on flood mode: the poller bulk-commits clean messages
 	// and hands only exceptions to record workflows.
 	Flood bool
@@ -191,6 +194,7 @@ var Vars = []Var{
 	{"SYNCBRIDGE_BATCH_SIZE", "16", "messages per consume call (1-16)", false},
 	{"SYNCBRIDGE_HANDOVER_CONCURRENCY", "16", "messages of a batch handed to their record workflows at once (1-256)", false},
 	{"SYNCBRIDGE_COMMIT_BATCH", "64", "most inserts sharing one database transaction (group commit, 1-1000)", false},
+	{"SYNCBRIDGE_BODY_BYTES_IN_FLIGHT", "67108864", "message-body bytes the pollers of one worker hold at once (1 MiB-4 GiB); a poller waits for room", false},
 	{"SYNCBRIDGE_FLOOD_MODE", "false", "flood mode: the poller bulk-commits clean messages, only exceptions become record workflows", false},
 	{"SYNCBRIDGE_FLOOD_BATCHES", "4", "flood mode: consume calls gathered into one bulk transaction (1-64)", false},
 	{"SYNCBRIDGE_FLOOD_ROWS_PER_SEC", "0", "flood mode: bulk-committed rows per second per worker; 0 = no limit", false},
@@ -281,6 +285,7 @@ func Load(getenv func(string) string) (Config, error) {
 		BatchSize:            l.intIn("SYNCBRIDGE_BATCH_SIZE", 1, 16),
 		HandoverConcurrency:  l.intIn("SYNCBRIDGE_HANDOVER_CONCURRENCY", 1, 256),
 		CommitBatch:          l.intIn("SYNCBRIDGE_COMMIT_BATCH", 1, 1000),
+		BodyBytesInFlight:    l.intIn("SYNCBRIDGE_BODY_BYTES_IN_FLIGHT", 1<<20, 4<<30),
 		Flood:                l.boolean("SYNCBRIDGE_FLOOD_MODE"),
 		FloodBatches:         l.intIn("SYNCBRIDGE_FLOOD_BATCHES", 1, 64),
 		FloodRowsPerSecond:   l.intIn("SYNCBRIDGE_FLOOD_ROWS_PER_SEC", 0, 1_000_000),

@@ -20,6 +20,7 @@ import (
 
 	"github.com/syncbridge/syncbridge/activities"
 	"github.com/syncbridge/syncbridge/internal/acker"
+	"github.com/syncbridge/syncbridge/internal/bytebudget"
 	"github.com/syncbridge/syncbridge/internal/codec"
 	"github.com/syncbridge/syncbridge/internal/config"
 	"github.com/syncbridge/syncbridge/internal/contract"
@@ -205,6 +206,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		// The legacy shape is the pre-lean baseline: one transaction per insert.
 		Committer: committerUnless(o.LegacyShape, commits),
 		Bulk:      st,
+		Bodies:    bytebudget.New(int64(cfg.Pipeline.BodyBytesInFlight)),
 		Acker:     ack,
 		Consumer:  consumer,
 		Temporal:  withFailureText(tc, cfg), // failuretext.go
