@@ -129,8 +129,13 @@ func Run(t *testing.T, plan Plan) Report {
 		"SYNCBRIDGE_ACK_FLUSH=20ms",
 		"SYNCBRIDGE_LOG_LEVEL=warn",
 	}
+	if env.PayloadKey != "" { // encrypted, as production runs
+		vars = append(vars, "SYNCBRIDGE_PAYLOAD_KEY="+env.PayloadKey, "SYNCBRIDGE_PAYLOAD_KEY_ID="+env.PayloadKeyID)
+	} else {
+		vars = append(vars, "SYNCBRIDGE_PAYLOAD_PLAINTEXT=true")
+	}
 	logDir := t.TempDir()
-	fleet := &fleet{t: t, bin: bin, env: vars, logDir: logDir}
+	fleet := &fleet{t: t, bin: bin, env: vars, logDir: logDir, failed: make(chan string, 64)}
 	t.Cleanup(fleet.stopAll)
 	t.Cleanup(func() { terminatePollers(env) })
 
@@ -156,6 +161,15 @@ func Run(t *testing.T, plan Plan) Report {
 	var restoreAt time.Time
 	lastAcked, lastProgress := -1, time.Now()
 	for {
+		select {
+		case why := <-fleet.failed:
+			// A worker that exits by itself (bad configuration, a failed
+			// start) would otherwise show up only as a drain that never
+			// ends.
+			fleet.dumpLogs()
+			t.Fatalf("chaos: %s", why)
+		default:
+		}
 		st := env.MQ.Stats(env.Topic, env.Group)
 		now := time.Now()
 		if st.Acked != lastAcked {
@@ -357,6 +371,9 @@ type fleet struct {
 	procs []*exec.Cmd
 	logs  []string
 	n     int
+	// failed receives a line for every worker that exited with an error
+	// of its own (not killed by the fleet).
+	failed chan string
 }
 
 func (f *fleet) start() {
@@ -374,7 +391,17 @@ func (f *fleet) start() {
 	if err := cmd.Start(); err != nil {
 		f.t.Fatal(err)
 	}
-	go func() { _ = cmd.Wait(); _ = logf.Close() }()
+	n := f.n
+	go func() {
+		err := cmd.Wait()
+		_ = logf.Close()
+		if st := cmd.ProcessState; err != nil && st != nil && st.Exited() && st.ExitCode() != 0 {
+			select {
+			case f.failed <- fmt.Sprintf("worker %d exited by itself: %v", n, err):
+			default:
+			}
+		}
+	}()
 	f.procs = append(f.procs, cmd)
 	f.logs = append(f.logs, logPath)
 	f.t.Logf("chaos: started worker %d (pid %d)", f.n, cmd.Process.Pid)
