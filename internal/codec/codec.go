@@ -24,6 +24,7 @@ import (
 	failurepb "go.temporal.io/api/failure/v1"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/protobuf/proto"
 )
 
 const (
@@ -135,10 +136,24 @@ func (c *AESGCM) DataConverter() converter.DataConverter {
 // encoded (so encrypted) attribute instead of plain failure fields; the
 // history then shows "Encoded failure" until decoded.
 func (c *AESGCM) FailureConverter() converter.FailureConverter {
-	return temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
+	return decodeCopies{temporal.NewDefaultFailureConverter(temporal.DefaultFailureConverterOptions{
 		DataConverter:          c.DataConverter(),
 		EncodeCommonAttributes: true,
-	})
+	})}
+}
+
+// decodeCopies decodes a copy of a failure, never the failure itself. The
+// SDK's converter decrypts message and stack trace in place, and the SDK
+// hands it failures that are about to be sent too: a local activity's
+// marker is applied to the workflow (decoded) before its command goes to
+// the server, which then stored the decrypted text in history.
+type decodeCopies struct{ converter.FailureConverter }
+
+func (d decodeCopies) FailureToError(f *failurepb.Failure) error {
+	if f == nil {
+		return nil
+	}
+	return d.FailureConverter.FailureToError(proto.Clone(f).(*failurepb.Failure))
 }
 
 func aad(version, keyID, namespace string) []byte {

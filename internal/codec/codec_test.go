@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -203,5 +204,22 @@ func TestFailureMessagesEncrypted(t *testing.T) {
 	}
 	if _, ok := FailureMessage(nil, f); ok {
 		t.Fatal("no key: decoded")
+	}
+}
+
+// Decoding a failure must leave the failure itself encrypted: the SDK
+// decodes local-activity failures that it then sends to the server.
+func TestFailureDecodeLeavesTheFailureEncrypted(t *testing.T) {
+	ring, err := NewKeyring(Key{ID: "k1", Secret: make([]byte, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := ring.Codec("ns").FailureConverter()
+	f := fc.ErrorToFailure(errors.New("patientId P-1: missing"))
+	if err := fc.FailureToError(f); err == nil || !strings.Contains(err.Error(), "P-1") {
+		t.Fatalf("decoded error %v, want the original text", err)
+	}
+	if strings.Contains(f.GetMessage(), "P-1") || f.GetEncodedAttributes() == nil {
+		t.Fatalf("the failure was decrypted in place: %q", f.GetMessage())
 	}
 }
