@@ -197,6 +197,8 @@ func (a *Activities) Quarantine(ctx context.Context, in QuarantineInput) error {
 	if err != nil {
 		return fmt.Errorf("quarantine message %s: %s", in.Delivery.MessageID, describeDBError(err))
 	}
+	// An expected outcome, so INFO: the reason and IDs, never the body.
+	activity.GetLogger(ctx).Info("message quarantined", "reason", in.Reason, "messageId", in.Delivery.MessageID)
 	a.Metrics.Quarantined(in.Reason)
 	return nil
 }

@@ -23,7 +23,7 @@ func TestDiffJSONListsChangedAddedAndRemovedLeaves(t *testing.T) {
 	if got[2].InIncome || !got[2].InStored || got[3].InStored || !got[3].InIncome {
 		t.Errorf("presence wrong: %+v", got)
 	}
-	if r := renderLeaf(got[1].Stored, true, false); r != `"<string, 3 chars>"` {
+	if r := renderLeaf(got[1].Stored, true, false); r != `"***"` {
 		t.Errorf("masked leaf %s", r)
 	}
 	if r := renderLeaf(got[1].Stored, true, true); r != `"old"` {

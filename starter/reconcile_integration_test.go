@@ -137,11 +137,13 @@ func TestSecondReconcileIsRefused(t *testing.T) {
 func TestReconcileReportsStuckRecords(t *testing.T) {
 	h := newHarness(t, mqemu.Config{}, nil)
 	ctx := context.Background()
-	// Every insert fails (not as bad data): the record retries forever.
+	// The worker starts on a sound database (its start-up check would
+	// refuse a missing table); then every insert fails (not as bad data)
+	// and the record retries forever.
+	h.worker()
 	if _, err := h.env.DB.ExecContext(ctx, "RENAME TABLE patient_records TO patient_records_away"); err != nil {
 		t.Fatal(err)
 	}
-	h.worker()
 	h.startRecord("stuck-1", contract.Delivery{MessageID: "msg-S", ReceiptHandle: "h", Tag: "SyncEvent", Body: body("P-300", "x"), ConsumedTimes: 1})
 	waitFor(t, time.Minute, "insert to fail", func() bool {
 		d, err := h.env.Client.DescribeWorkflowExecution(ctx, contract.RecordWorkflowID(h.prefix, "stuck-1"), "")

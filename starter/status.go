@@ -81,7 +81,7 @@ was built, whatever it shows.`)
 		resp, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
 		return resp.GetCount(), err
 	}
-	records := fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s'", contract.RecordWorkflowName, tq)
+	records := fmt.Sprintf("%s AND TaskQueue = '%s'", contract.RecordTypesQuery, tq)
 
 	// Drain.
 	running, err := count(records + " AND ExecutionStatus = 'Running'")

@@ -276,7 +276,7 @@ func publish(t *testing.T, env *testenv.Env, msgs []syncevent.OutMessage) {
 
 func runningRecords(t *testing.T, env *testenv.Env) int64 {
 	resp, err := env.Client.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND TaskQueue = '%s'", contract.RecordWorkflowName, env.TaskQueue),
+		Query: fmt.Sprintf("%s AND ExecutionStatus = 'Running' AND TaskQueue = '%s'", contract.RecordTypesQuery, env.TaskQueue),
 	})
 	if err != nil {
 		t.Logf("chaos: count running records: %v", err)

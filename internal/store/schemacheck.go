@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // pipelineTables are the tables Insert and Quarantine write.
@@ -35,13 +36,29 @@ func (s *Store) CheckSchema(ctx context.Context) error {
 			return fmt.Errorf("store: schema version %d (%s) is not applied; this binary needs version %d", m.version, m.name, SchemaVersion())
 		}
 	}
-	for _, table := range pipelineTables {
-		// Table names are constants of this package, not input.
-		r, err := s.DB.QueryContext(ctx, "SELECT 1 FROM "+table+" LIMIT 0")
-		if err != nil {
-			return wrap("check schema: table "+table, err)
+	// From the catalogue, not the tables themselves: a table locked by a
+	// long job (LOCK TABLES, an ALTER) must not stop a worker from
+	// starting; its inserts then wait and retry like any other.
+	present := map[string]bool{}
+	trows, err := s.DB.QueryContext(ctx, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
+	if err != nil {
+		return wrap("check schema: list tables", err)
+	}
+	defer trows.Close()
+	for trows.Next() {
+		var name string
+		if err := trows.Scan(&name); err != nil {
+			return wrap("check schema: list tables", err)
 		}
-		_ = r.Close()
+		present[strings.ToLower(name)] = true
+	}
+	if err := trows.Err(); err != nil {
+		return wrap("check schema: list tables", err)
+	}
+	for _, table := range pipelineTables {
+		if !present[table] {
+			return fmt.Errorf("store: check schema: table %s is missing", table)
+		}
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func badCatalogue(tag, pollerID string) []badKind {
 		{name: "huge array", key: k("hugearray"), body: `{"x":[` + strings.Repeat("0,", 50_000) + `0],` + good[1:], reason: syncevent.ReasonBadJSON},
 		{name: "duplicate JSON keys", key: k("dupkeys"), body: `{"patientData":{"patientId":"P-1","patientId":"P-2"},"deviceTimestamp":` + okTS + `}`, reason: syncevent.ReasonBadJSON},
 		{name: "body over the limit", key: k("big"), body: `{"x":"` + strings.Repeat("b", syncevent.DefaultMaxBodyBytes) + `",` + good[1:], reason: syncevent.ReasonBodyTooLarge},
-		{name: "1.8 MB body (over Temporal's blob limit base64-encoded)", key: k("huge"), body: `{"x":"` + strings.Repeat("b", 1_800_000) + `",` + good[1:], reason: syncevent.ReasonBodyTooLarge},
+		{name: "1.8 MB body (over Temporal's blob limit base64-encoded)", key: k("huge"), body: `{"x":"` + strings.Repeat("b", 2_200_000) + `",` + good[1:], reason: syncevent.ReasonBodyTooLarge},
 		{name: "key missing", key: "", body: good, reason: syncevent.ReasonMissingKey},
 		{name: "key blank", key: "   ", body: good, reason: syncevent.ReasonMissingKey},
 		{name: "key padded", key: " " + k("padded") + " ", body: good, reason: syncevent.ReasonBadKey},
@@ -196,8 +196,10 @@ func TestBadInputCatalogue(t *testing.T) {
 // When the worker's limits are above the server's (misconfigured), the
 // pre-checks let through what Temporal then refuses with InvalidArgument:
 // the refusal is classified as permanent and the message quarantined, not
-// left for redelivery until it is dead-lettered (the issue's 1,100-byte key
-// and 1.8 MB body).
+// left for redelivery until it is dead-lettered (the issue's 1,100-byte key,
+// and a body over Temporal's 2 MiB blob limit even as the raw JSON the
+// delivery now carries it as; the issue's 1.8 MB only broke the limit
+// base64-encoded).
 func TestTemporalRefusalsAreQuarantined(t *testing.T) {
 	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, map[string]string{
 		"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES": "4000",     // the server's is 1000
@@ -207,7 +209,7 @@ func TestTemporalRefusalsAreQuarantined(t *testing.T) {
 	good := recBody(`"P-1"`, `"n"`, okTS)
 	msgs := []syncevent.OutMessage{
 		{Key: strings.Repeat("k", 1100), Tag: syncevent.Tag, Body: []byte(good), Kind: syncevent.KindBadPrefix + "key_too_long"},
-		{Key: "huge-body", Tag: syncevent.Tag, Body: []byte(`{"x":"` + strings.Repeat("b", 1_800_000) + `",` + good[1:]), Kind: syncevent.KindBadPrefix + syncevent.ReasonBodyTooLarge},
+		{Key: "huge-body", Tag: syncevent.Tag, Body: []byte(`{"x":"` + strings.Repeat("b", 2_200_000) + `",` + good[1:]), Kind: syncevent.KindBadPrefix + syncevent.ReasonBodyTooLarge},
 	}
 	ids := p.publish(msgs)
 	p.worker(Options{})

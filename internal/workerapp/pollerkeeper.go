@@ -102,17 +102,23 @@ func checkSharedNamespace(ctx context.Context, tc client.Client, cfg config.Conf
 		return fmt.Errorf("list running pollers: %w", err)
 	}
 	ours := strings.TrimSuffix(contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, 0), "0")
+	// Memos are payloads, encrypted like every other: read them with this
+	// worker's converter (pipelines of one fleet share a key).
+	dc := converter.GetDefaultDataConverter()
+	if c, err := PayloadCodec(cfg); err == nil && c != nil {
+		dc = c.DataConverter()
+	}
 	for _, x := range resp.GetExecutions() {
 		id := x.GetExecution().GetWorkflowId()
 		if isPollerOf(id, ours) {
 			continue
 		}
-		// The memo is unreadable when the other pipeline encrypts
-		// payloads, and absent on pollers started by older workers:
+		// The memo is unreadable when the other pipeline encrypts with
+		// another key, and absent on pollers started by older workers:
 		// then only the task queue is compared.
 		var prefix string
 		p, ok := x.GetMemo().GetFields()[memoWorkflowIDPrefix]
-		known := ok && converter.GetDefaultDataConverter().FromPayload(p, &prefix) == nil
+		known := ok && dc.FromPayload(p, &prefix) == nil
 		switch {
 		case x.GetTaskQueue() == cfg.Temporal.TaskQueue:
 			return fmt.Errorf("task queue %q is already used by poller %s of another pipeline: give each topic/group its own SYNCBRIDGE_TASK_QUEUE",

@@ -87,7 +87,10 @@ func TestSecondPipelineSharingTaskQueueOrPrefixRefused(t *testing.T) {
 	if err := run(b); err == nil || !strings.Contains(err.Error(), "SYNCBRIDGE_TASK_QUEUE") {
 		t.Errorf("pipeline B on A's task queue: Run = %v, want a refusal naming SYNCBRIDGE_TASK_QUEUE", err)
 	}
-	c := newPipe(t, mqemu.Config{}, map[string]string{"SYNCBRIDGE_POLLERS": "1", "SYNCBRIDGE_WORKFLOW_ID_PREFIX": a.prefix})
+	// One fleet, one payload key: C reads A's (encrypted) memo. With
+	// another key only the task queue can be compared (README).
+	c := newPipe(t, mqemu.Config{}, map[string]string{"SYNCBRIDGE_POLLERS": "1", "SYNCBRIDGE_WORKFLOW_ID_PREFIX": a.prefix,
+		"SYNCBRIDGE_PAYLOAD_KEY": a.env.PayloadKey, "SYNCBRIDGE_PAYLOAD_KEY_ID": a.env.PayloadKeyID})
 	if err := run(c); err == nil || !strings.Contains(err.Error(), "SYNCBRIDGE_WORKFLOW_ID_PREFIX") {
 		t.Errorf("pipeline C with A's prefix: Run = %v, want a refusal naming SYNCBRIDGE_WORKFLOW_ID_PREFIX", err)
 	}

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
+	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/monitoring"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
@@ -51,6 +54,22 @@ func TestPrometheusScrapesEveryMetricTheRulesAndDashboardUse(t *testing.T) {
 	w := p.worker(Options{StuckAfter: time.Millisecond, StuckSampleEvery: 300 * time.Millisecond})
 
 	prom := startPrometheus(t, promBin, w.metricsAddr, filepath.Join(root, monitoring.AlertsFile))
+	// Lean records finish in milliseconds; one started by hand without a
+	// delivery waits for one, so the stuck gauge has something to count
+	// until it is given its delivery.
+	held := generate(syncevent.GenOptions{Count: 1, Seed: 77, KeyPrefix: "prom-held-"})[0]
+	heldID := contract.RecordWorkflowID(p.prefix, held.Key)
+	if _, err := p.env.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: heldID, TaskQueue: p.env.TaskQueue},
+		contract.RecordWorkflowV2Name, contract.RecordInput{Key: held.Key, Topic: p.env.Topic, Group: p.env.Group}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the held record in the stuck gauge", func() bool {
+		return prom.count(t, `syncbridge_stuck_records > 0`) > 0
+	})
+	if err := p.env.Client.SignalWorkflow(context.Background(), heldID, "", contract.SignalDelivery,
+		contract.Delivery{MessageID: "held-1", ReceiptHandle: "held-handle", Tag: held.Tag, Body: held.Body, ConsumedTimes: 1}); err != nil {
+		t.Fatal(err)
+	}
 	p.waitDrained(len(msgs), 5*time.Minute)
 	p.env.MQ.SetFaults(mqemu.Faults{})
 	// A few more scrapes after the drain, so every rate() window holds two

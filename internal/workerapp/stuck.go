@@ -33,8 +33,8 @@ const (
 // StuckQuery is the visibility query for record workflows of taskQueue
 // running since before now-after.
 func StuckQuery(taskQueue string, now time.Time, after time.Duration) string {
-	return fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s' AND ExecutionStatus = 'Running' AND StartTime < '%s'",
-		contract.RecordWorkflowName, taskQueue, now.Add(-after).UTC().Format(time.RFC3339Nano))
+	return fmt.Sprintf("%s AND TaskQueue = '%s' AND ExecutionStatus = 'Running' AND StartTime < '%s'",
+		contract.RecordTypesQuery, taskQueue, now.Add(-after).UTC().Format(time.RFC3339Nano))
 }
 
 // stuckSampler keeps the stuck-records gauge current.

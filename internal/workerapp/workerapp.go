@@ -246,6 +246,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		// (cancellation, learnt from a heartbeat response) arrives within
 		// seconds.
 		MaxHeartbeatThrottleInterval: activities.PollHeartbeatEvery,
+		// Regular activities are the long poll and the fallbacks of records
+		// stuck on the database or broker; a matching round trip costs
+		// them nothing, and only tasks dispatched through matching report
+		// activity schedule-to-start, the signal that workers are short
+		// (the SyncbridgeActivityScheduleToStartHigh alert).
+		DisableEagerActivities: true,
 		// Poll activities hold a slot for minutes; keep room for inserts.
 		MaxConcurrentActivityExecutionSize: 4*cfg.DB.MaxOpenConns + cfg.Pipeline.Pollers + 8,
 	})
