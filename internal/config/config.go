@@ -201,7 +201,7 @@ var Vars = []Var{
 	{"SYNCBRIDGE_FLOOD_SLOW_COMMIT", "2s", "flood mode: commit latency above which groups shrink (10ms-1m)", false},
 	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
-	{"SYNCBRIDGE_ACK_FLUSH", "50ms", "max wait to coalesce acks into one call", false},
+	{"SYNCBRIDGE_ACK_FLUSH", "200ms", "max wait to coalesce acks into one call of up to 16 handles", false},
 	{"SYNCBRIDGE_UNCLASSIFIED_RETRY_FOR", "6h", "how long an insert failing with an unclassified database error is retried before quarantine as db_unclassified (1m-720h)", false},
 	{"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES", "1000", "the Temporal server's limit.maxIDLength (bytes); longer prefix + key is quarantined as key_too_long", false},
 	{"SYNCBRIDGE_MAX_PAYLOAD_BYTES", "2097152", "the Temporal server's limit.blobSize.error (bytes); larger deliveries are quarantined as body_too_large", false},

@@ -123,6 +123,7 @@ func benchPipeline(b *testing.B, n int, shape string) drainResult {
 	}
 	legacy := shape == "legacy"
 	p := newPipe(b, mqemu.Config{InvisibleTime: time.Minute, Faults: mqemu.Faults{DuplicateRate: 0.05}, Seed: 1}, vars)
+	delete(p.vars, "SYNCBRIDGE_ACK_FLUSH") // production's ack coalescing, not the tests' short flush
 	p.env.Logger = quietLogger()
 
 	// Count broker calls by fronting the emulator with a counting handler.
