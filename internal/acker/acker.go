@@ -91,29 +91,40 @@ func New(c mqclient.Consumer, o Options) *Acker {
 // non-nil error means the call failed as a whole and the caller should
 // retry; refused handles are not an error.
 func (a *Acker) Ack(ctx context.Context, handles []string) (Result, error) {
-	var total Result
+	// Every chunk of up to MaxBatch goes in before any reply is awaited,
+	// so a caller with many handles (flood mode) shares calls and runs
+	// them concurrently instead of one after another.
+	var reqs []*request
 	for start := 0; start < len(handles); start += MaxBatch {
 		end := min(start+MaxBatch, len(handles))
 		r := &request{handles: handles[start:end], reply: make(chan reply, 1)}
 		select {
 		case a.reqs <- r:
+			reqs = append(reqs, r)
 		case <-a.stop:
-			return total, ErrClosed
+			return Result{}, ErrClosed
 		case <-ctx.Done():
-			return total, ctx.Err()
+			return Result{}, ctx.Err()
 		}
+	}
+	var total Result
+	var firstErr error
+	for _, r := range reqs {
 		select {
 		case rep := <-r.reply:
-			if rep.err != nil {
-				return total, rep.err
+			if rep.err != nil && firstErr == nil {
+				firstErr = rep.err
 			}
 			total.Acked += rep.res.Acked
 			total.Refused = append(total.Refused, rep.res.Refused...)
 		case <-ctx.Done():
-			// The call may still succeed; acking again later is harmless
+			// The calls may still succeed; acking again later is harmless
 			// (the handle is then refused and counted as such).
 			return total, ctx.Err()
 		}
+	}
+	if firstErr != nil {
+		return total, firstErr
 	}
 	return total, nil
 }
