@@ -29,10 +29,12 @@ import (
 // Flood tunes flood mode; zero values mean the documented defaults.
 type Flood struct {
 	Enabled bool
-	// Batches is how many consume calls one group gathers at most. 0: 8.
+	// Batches is how many consume calls one group gathers at most. 0: 4.
 	Batches int
 	// Bytes bounds the bodies of one group. 0: 4 MiB.
 	Bytes int
+	// Linger is the longest a group waits for more batches. 0: 200ms.
+	Linger time.Duration
 	// RowsPerSecond limits bulk-committed rows per worker process; 0 is
 	// no limit.
 	RowsPerSecond float64
@@ -43,10 +45,13 @@ type Flood struct {
 
 func (f Flood) withDefaults() Flood {
 	if f.Batches <= 0 {
-		f.Batches = 8
+		f.Batches = 4
 	}
 	if f.Bytes <= 0 {
 		f.Bytes = 4 << 20
+	}
+	if f.Linger <= 0 {
+		f.Linger = 200 * time.Millisecond
 	}
 	if f.SlowCommit <= 0 {
 		f.SlowCommit = 2 * time.Second
@@ -121,46 +126,38 @@ func (a *Activities) waitRows(ctx context.Context, n int) error {
 // messages it consumed.
 func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger) (int, error) {
 	f := a.floodInit()
-	msgs, done, err := a.consume(ctx, a.Settings.PollWait)
-	if err != nil {
-		return 0, err
-	}
-	defer done() // the group's bodies are held until it is settled
+	var msgs []mqclient.Message
 	bytes := 0
-	for _, m := range msgs {
-		bytes += len(m.Body)
-	}
-	// A full first batch means a backlog: top the group up with the other
-	// consume calls at once (each with the API's shortest wait, one
-	// second, which a backlog answers immediately), as many as the group
-	// size and, judging by the first batch, its byte bound allow.
-	more := a.groupBatches() - 1
-	if per := max(bytes, 1); more > 0 {
-		more = min(more, (f.Bytes-bytes)/per)
-	}
-	if len(msgs) == a.Settings.BatchSize && more > 0 {
-		type batch struct {
-			msgs []mqclient.Message
-			done func()
-			err  error
-		}
-		got := make([]batch, more)
-		var wg sync.WaitGroup
-		for i := range got {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				got[i].msgs, got[i].done, got[i].err = a.consume(ctx, time.Second)
-			}()
-		}
-		wg.Wait()
-		for _, b := range got {
-			if b.err != nil {
-				log.Warn("consume failed while gathering a flood group; settling what was gathered", "error", b.err)
-				continue
+	lingerUntil := time.Now().Add(f.Linger)
+	for n := a.groupBatches(); n > 0; n-- {
+		wait := a.Settings.PollWait
+		if len(msgs) > 0 {
+			// Later batches only top the group up: no long poll.
+			wait = time.Until(lingerUntil)
+			if wait < time.Second {
+				// The HTTP API's smallest wait is a second; past the
+				// linger, settle what we have.
+				if wait <= 0 {
+					break
+				}
+				wait = time.Second
 			}
-			defer b.done()
-			msgs = append(msgs, b.msgs...)
+		}
+		got, done, err := a.consume(ctx, wait)
+		if err != nil {
+			if len(msgs) == 0 {
+				return 0, err
+			}
+			log.Warn("consume failed while gathering a flood group; settling what was gathered", "error", err)
+			break
+		}
+		defer done() // the group's bodies are held until it is settled
+		msgs = append(msgs, got...)
+		for _, m := range got {
+			bytes += len(m.Body)
+		}
+		if len(got) < a.Settings.BatchSize || bytes >= f.Bytes || time.Now().After(lingerUntil) {
+			break
 		}
 	}
 	if len(msgs) == 0 {
