@@ -246,13 +246,45 @@ func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger
 			defer wg.Done()
 			// Committed: ack now. A failure here only means redeliveries,
 			// which the unique key absorbs.
-			if _, err := a.Ack(ctx, AckInput{Handles: handles}); err != nil {
+			if err := a.ackGroup(ctx, handles); err != nil {
 				log.Warn("ack after flood commit failed; the messages will be redelivered and settled as duplicates", "handles", len(handles), "error", err)
 			}
 		}()
 	}
 	a.handOverBatch(ctx, log, exceptions)
 	wg.Wait()
+}
+
+// ackGroup acks a committed group's handles in calls of up to 16, all at
+// once. Not through the acker: the group is already batched, and the
+// acker's wait to fill a call (SYNCBRIDGE_ACK_FLUSH) would hold the poller
+// for a partly filled last call.
+func (a *Activities) ackGroup(ctx context.Context, handles []string) error {
+	const perCall = 16 // the broker's limit
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for start := 0; start < len(handles); start += perCall {
+		chunk := handles[start:min(start+perCall, len(handles))]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			refused, err := a.Consumer.Ack(ctx, chunk)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				a.Metrics.AckFailure("call_failed")
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			a.Metrics.AckedHandles.Inc(int64(len(chunk) - len(refused)))
+			a.Metrics.ExpiredHandles.Inc(int64(len(refused)))
+		}()
+	}
+	wg.Wait()
+	return firstErr
 }
 
 // runningKeys returns which of the messages' keys have a running record
