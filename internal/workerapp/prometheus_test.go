@@ -42,7 +42,7 @@ func TestPrometheusScrapesEveryMetricTheRulesAndDashboardUse(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	p := newPipe(t, mqemu.Config{InvisibleTime: 20 * time.Second, Seed: 11}, map[string]string{"SYNCBRIDGE_POLLERS": "1"})
+	p := newPipe(t, mqemu.Config{InvisibleTime: 20 * time.Second, Seed: 11}, map[string]string{"SYNCBRIDGE_POLLERS": "1", "SYNCBRIDGE_HEALTH_INTERVAL": "1s"})
 	msgs := generate(syncevent.GenOptions{Count: 60, DistinctKeys: 40, ChangedRate: 0.5, BadRate: 0.1, Seed: 5, KeyPrefix: "prom-"})
 	p.publish(msgs)
 	// Faults only after publishing: the producer does not retry. The error
@@ -124,9 +124,12 @@ func TestPrometheusScrapesEveryMetricTheRulesAndDashboardUse(t *testing.T) {
 	waitFor(t, 10*time.Second, "stuck records back to 0", func() bool {
 		return prom.count(t, `syncbridge_stuck_records == 0`) == 1
 	})
-	if prom.count(t, `syncbridge_worker_ready == 1`) != 1 {
-		t.Error("syncbridge_worker_ready is not 1 on a worker whose dependencies are up")
-	}
+	// The broker faults of the drain may have failed the last readiness
+	// round; with them cleared the next rounds (every second here) must
+	// report ready.
+	waitFor(t, 20*time.Second, "syncbridge_worker_ready == 1 once the broker faults are cleared", func() bool {
+		return prom.count(t, `syncbridge_worker_ready == 1`) == 1
+	})
 
 	// Prometheus evaluated every shipped rule without error.
 	var rr struct {
