@@ -110,7 +110,7 @@ func Run(t *testing.T, plan Plan) Report {
 	if plan.RestartTemporalAt > 0 {
 		ownTemporal(t, env)
 	}
-	bin := buildWorker(t)
+	bin := testenv.WorkerBinary(t)
 	vars := []string{
 		"ROCKETMQ_ENDPOINT=" + env.MQURL,
 		"ALIBABA_ACCESS_KEY=" + env.AccessKey,
@@ -446,39 +446,6 @@ func (f *fleet) dumpLogs() {
 			b = b[len(b)-8<<10:]
 		}
 		f.t.Logf("--- %s (tail) ---\n%s", filepath.Base(path), b)
-	}
-}
-
-// buildWorker builds ./worker (without the dev stack) into a temp dir.
-func buildWorker(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "worker")
-	root, err := moduleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("go", "build", "-tags", "nodev", "-o", out, "./worker")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build worker: %v\n%s", err, b)
-	}
-	return out
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the test's directory")
-		}
-		dir = parent
 	}
 }
 

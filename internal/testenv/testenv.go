@@ -74,6 +74,7 @@ func Main(m *testing.M) {
 	shared.mu.Unlock()
 
 	code := m.Run()
+	removeWorkerBinary()
 
 	shared.mu.Lock()
 	tp := shared.temporal

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -317,7 +316,7 @@ func benchRecovery(b *testing.B, n int) time.Duration {
 	_ = w.stop()
 	msgs := generate(syncevent.GenOptions{Count: n, Seed: 5, KeyPrefix: "recovery-"})
 	p.publish(msgs)
-	bin := workerBinary(b)
+	bin := testenv.WorkerBinary(b)
 
 	var samples []rowSample
 	var mu sync.Mutex
@@ -398,32 +397,6 @@ func waitBench(b *testing.B, timeout time.Duration, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// workerBinary builds the production worker (without the dev stack).
-func workerBinary(tb testing.TB) string {
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "syncbridge-worker-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "worker")
-		out, err := exec.Command("go", "build", "-tags", "nodev", "-o", binPath, "../../worker").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
-	}
-	return binPath
 }
 
 // process starts the worker binary with this pipe's configuration.

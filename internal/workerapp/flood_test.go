@@ -10,6 +10,7 @@ import (
 
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/testenv"
 )
 
 // mode is a way of running the pipeline the exactly-once tests must hold
@@ -74,7 +75,7 @@ func sigkillMidDrain(t *testing.T, m mode) {
 	}
 	msgs := generate(syncevent.GenOptions{Count: 600, DistinctKeys: 500, ChangedRate: 0.3, BadRate: 0.02, Seed: 41, KeyPrefix: "kill-"})
 	ids := p.publish(msgs)
-	bin := workerBinary(t)
+	bin := testenv.WorkerBinary(t)
 	first := p.process(bin)
 	waitFor(t, 3*time.Minute, "a third of the rows", func() bool { return countRows(t, p.env.DB) >= 150 })
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
