@@ -52,9 +52,12 @@ const PollHeartbeatEvery = 2 * time.Second
 //     UI's SyncOutcome filter finds it.
 //
 // Messages of a batch are handed over concurrently, keys in parallel and
-// the messages of one key in arrival order. A message whose hand-over fails
-// is left unacked: the broker redelivers it after its invisibility time.
-// The poller never acks a message it has not committed or handed over.
+// the messages of one key in arrival order. What Temporal would refuse on
+// every redelivery (an ID or payload over its limits, a reserved ID, an
+// InvalidArgument answer) is quarantined and acked at once; a message whose
+// hand-over fails otherwise (Temporal unreachable) is left unacked, and the
+// broker redelivers it after its invisibility time. The poller never acks a
+// message it has not committed, quarantined or handed over.
 func (a *Activities) Poll(ctx context.Context, in PollInput) (PollResult, error) {
 	if in.Topic != a.Settings.Topic || in.Group != a.Settings.Group {
 		return PollResult{}, badInput("wrong_topic", fmt.Sprintf("this worker consumes %s/%s, not %s/%s",
