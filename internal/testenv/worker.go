@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/syncbridge/syncbridge/internal/monitoring"
 )
 
 // built is the production worker binary, built once per test binary.
@@ -23,7 +25,7 @@ var built struct {
 func WorkerBinary(tb testing.TB) string {
 	tb.Helper()
 	built.once.Do(func() {
-		root, err := moduleRoot()
+		root, err := monitoring.RepoRoot()
 		if err != nil {
 			built.err = err
 			return
@@ -48,23 +50,5 @@ func WorkerBinary(tb testing.TB) string {
 func removeWorkerBinary() {
 	if built.dir != "" {
 		_ = os.RemoveAll(built.dir)
-	}
-}
-
-// moduleRoot is the directory of go.mod above the test's directory.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the test's directory")
-		}
-		dir = parent
 	}
 }

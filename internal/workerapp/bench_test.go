@@ -47,11 +47,15 @@ import (
 //   - lean: the full pipeline draining a backlog (msgs/s, the ratio to the
 //     ceiling, history events and billable actions per record counted from
 //     the real histories, SQL statements and round trips per message from
-//     the server's counters, broker calls per message);
+//     a tap on the pipeline's own database connections, broker calls per
+//     message);
 //
 //   - legacy: the pre-lean shape on the same data (signal-with-start,
 //     serial hand-over, regular activities, one transaction per insert),
 //     the baseline the speed-up is a ratio to;
+//
+//   - flood: the same drain with SYNCBRIDGE_FLOOD_MODE=true, and its
+//     baseline, a plain consumer loop (benchPlainConsumer);
 //
 //   - recovery: a worker process (the real binary) killed with SIGKILL
 //     mid-drain and restarted at once: seconds until the drain is back to
@@ -61,8 +65,8 @@ import (
 //
 // SYNCBRIDGE_BENCH_MESSAGES sets the backlog (default 2000: 80% distinct
 // keys, the rest republished, a fifth of those changed, 1% malformed, with
-// 5% duplicate delivery). The database server's counters are global: run
-// it on a quiet server.
+// 5% duplicate delivery). Rates are only comparable within one run: run it
+// on an otherwise quiet machine.
 func BenchmarkDrain(b *testing.B) {
 	n := 2000
 	if v, err := strconv.Atoi(os.Getenv("SYNCBRIDGE_BENCH_MESSAGES")); err == nil && v > 0 {
@@ -150,17 +154,17 @@ func benchPipeline(b *testing.B, n int, shape string) drainResult {
 	p.publish(msgs)
 	mqCalls.Store(0)
 
-	s0 := counters{questions: tap.statements.Load(), prepares: tap.trips.Load() - tap.statements.Load()}
+	stmts0, trips0 := tap.statements.Load(), tap.trips.Load()
 	start := time.Now()
 	w = p.worker(Options{LegacyShape: legacy, Logger: quietLogger()})
 	p.waitDrained(len(msgs), 30*time.Minute)
 	elapsed := time.Since(start)
-	s1 := counters{questions: tap.statements.Load(), prepares: tap.trips.Load() - tap.statements.Load()}
+	stmts, trips := tap.statements.Load()-stmts0, tap.trips.Load()-trips0
 	_ = w.stop()
 
 	all, inserted := historyCosts(b, p)
 	b.Logf("%s: drained %d messages (%d keys) in %s: %d record workflows, %d broker calls, %d statements, %d round trips",
-		shape, len(msgs), n*4/5, elapsed.Round(time.Millisecond), all.records, mqCalls.Load(), s1.questions-s0.questions, s1.trips()-s0.trips())
+		shape, len(msgs), n*4/5, elapsed.Round(time.Millisecond), all.records, mqCalls.Load(), stmts, trips)
 	m := float64(len(msgs))
 	return drainResult{
 		rate:             m / elapsed.Seconds(),
@@ -168,17 +172,11 @@ func benchPipeline(b *testing.B, n int, shape string) drainResult {
 		actionsPerRecord: all.perRecord().actions,
 		insertedEvents:   inserted.perRecord().events,
 		insertedActions:  inserted.perRecord().actions,
-		stmtsPerMsg:      float64(s1.questions-s0.questions) / m,
-		tripsPerMsg:      float64(s1.trips()-s0.trips()) / m,
+		stmtsPerMsg:      float64(stmts) / m,
+		tripsPerMsg:      float64(trips) / m,
 		mqPerMsg:         float64(mqCalls.Load()) / m,
 	}
 }
-
-// counters are SQL statements and the other round trips (prepares,
-// pings, transaction control) counted by the tap.
-type counters struct{ questions, prepares int64 }
-
-func (c counters) trips() int64 { return c.questions + c.prepares }
 
 type costSum struct {
 	records int
