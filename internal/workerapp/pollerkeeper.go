@@ -2,6 +2,7 @@ package workerapp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -35,26 +36,46 @@ const (
 	memoWorkflowIDPrefix = "workflowIDPrefix"
 )
 
-// keepPollers ensures the pollers now (returning the first round's error,
-// which stops the worker from starting) and then every `every` until ctx
-// ends, logging later errors.
+// errPipelineClash marks a configuration that shares a task queue or a
+// workflow ID prefix with another pipeline: no retry can fix it.
+var errPipelineClash = errors.New("pipeline configuration clashes with another pipeline")
+
+// keepPollersRetryFirst is how soon a first round that failed for a
+// passing reason (Temporal restarting, a slow answer) is tried again.
+const keepPollersRetryFirst = 2 * time.Second
+
+// keepPollers ensures the pollers now and then every `every` until ctx
+// ends. Only a clash with another pipeline's configuration stops the
+// worker from starting; any other failure (Temporal or the database
+// briefly unreachable) is logged and retried, sooner for the first
+// round: a worker started while Temporal restarts must not exit for it.
 func keepPollers(ctx context.Context, tc client.Client, st *store.Store, cfg config.Config, runFor, every time.Duration, log *slog.Logger) (stop func(), err error) {
+	next := every
 	if err := ensureUnlessStopped(ctx, tc, st, cfg, runFor, log); err != nil {
-		return nil, err
+		if errors.Is(err, errPipelineClash) {
+			return nil, err
+		}
+		log.Warn("could not ensure the poller workflows; retrying", "in", keepPollersRetryFirst, "error", err)
+		next = keepPollersRetryFirst
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(every)
-		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-time.After(next):
 			}
-			if err := ensureUnlessStopped(ctx, tc, st, cfg, runFor, log); err != nil && ctx.Err() == nil {
+			err := ensureUnlessStopped(ctx, tc, st, cfg, runFor, log)
+			switch {
+			case err == nil || ctx.Err() != nil:
+				next = every
+			case next < every:
+				next = min(2*next, every)
+				log.Warn("could not ensure the poller workflows; retrying", "in", next, "error", err)
+			default:
 				log.Warn("could not re-ensure the poller workflows; retrying", "every", every, "error", err)
 			}
 		}
@@ -121,11 +142,11 @@ func checkSharedNamespace(ctx context.Context, tc client.Client, cfg config.Conf
 		known := ok && dc.FromPayload(p, &prefix) == nil
 		switch {
 		case x.GetTaskQueue() == cfg.Temporal.TaskQueue:
-			return fmt.Errorf("task queue %q is already used by poller %s of another pipeline: give each topic/group its own SYNCBRIDGE_TASK_QUEUE",
-				cfg.Temporal.TaskQueue, id)
+			return fmt.Errorf("%w: task queue %q is already used by poller %s of another pipeline: give each topic/group its own SYNCBRIDGE_TASK_QUEUE",
+				errPipelineClash, cfg.Temporal.TaskQueue, id)
 		case known && prefix == cfg.Pipeline.WorkflowIDPrefix:
-			return fmt.Errorf("record workflow ID prefix %q is already used by poller %s of another pipeline: give each topic/group its own SYNCBRIDGE_WORKFLOW_ID_PREFIX",
-				cfg.Pipeline.WorkflowIDPrefix, id)
+			return fmt.Errorf("%w: record workflow ID prefix %q is already used by poller %s of another pipeline: give each topic/group its own SYNCBRIDGE_WORKFLOW_ID_PREFIX",
+				errPipelineClash, cfg.Pipeline.WorkflowIDPrefix, id)
 		}
 	}
 	return nil

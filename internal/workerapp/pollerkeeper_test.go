@@ -3,10 +3,14 @@ package workerapp
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
@@ -110,4 +114,58 @@ func TestIsPollerOf(t *testing.T) {
 			t.Errorf("isPollerOf(%q) = %v, want %v", id, got, want)
 		}
 	}
+}
+
+// A worker started while Temporal cannot start its pollers (restarting,
+// answering slowly) keeps running and starts them once it can: the first
+// round's failure is retried, not returned. Only a clash with another
+// pipeline's configuration (above) stops the worker.
+func TestKeeperRetriesAFailedFirstRound(t *testing.T) {
+	p := newPipe(t, mqemu.Config{}, map[string]string{"SYNCBRIDGE_POLLERS": "1"})
+	cfg := p.config()
+	ctx := context.Background()
+	db, err := store.Open(ctx, cfg.DB.DSN, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := store.New(db)
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tc := &unavailableLister{Client: p.env.Client}
+	tc.fails.Store(2)
+	stop, err := keepPollers(ctx, tc, st, cfg, 20*time.Second, time.Minute, p.env.Logger)
+	if err != nil {
+		t.Fatalf("keepPollers gave up on a passing failure: %v", err)
+	}
+	defer stop()
+	t.Cleanup(func() {
+		_ = p.env.Client.TerminateWorkflow(context.Background(), contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, 0), "", "test over")
+	})
+	if s := pollerStatus(t, p, 0); s == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Fatal("poller running although its start failed")
+	}
+	// The periodic round is a minute away: only the first round's retry
+	// can start the poller within the wait.
+	waitFor(t, 30*time.Second, "the poller started by the retried first round", func() bool {
+		return pollerStatus(t, p, 0) == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	})
+	if n := tc.fails.Load(); n > 0 {
+		t.Fatalf("%d injected failures left unseen", n)
+	}
+}
+
+// unavailableLister answers its first calls to ListWorkflow as Temporal
+// does while it restarts.
+type unavailableLister struct {
+	client.Client
+	fails atomic.Int32
+}
+
+func (u *unavailableLister) ListWorkflow(ctx context.Context, req *workflowservice.ListWorkflowExecutionsRequest) (*workflowservice.ListWorkflowExecutionsResponse, error) {
+	if u.fails.Add(-1) >= 0 {
+		return nil, serviceerror.NewUnavailable("Temporal is restarting")
+	}
+	return u.Client.ListWorkflow(ctx, req)
 }
