@@ -122,11 +122,43 @@ func (a *Activities) waitRows(ctx context.Context, n int) error {
 	return nil
 }
 
-// pollFlood gathers a group of batches and settles it. It returns how many
-// messages it consumed.
-func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger) (int, error) {
+// floodPipe lets one poller gather its next group while the previous one
+// is being settled: without it the poller waits on the database and the
+// broker in turn, and a drain is bound by their latency, not their
+// capacity. At most one group per poller is being settled at a time, so
+// a poller holds at most two groups.
+type floodPipe struct {
+	slot chan struct{}
+	wg   sync.WaitGroup
+}
+
+// settle runs fn in the background once the previous group is settled.
+func (p *floodPipe) settle(fn func()) {
+	if p.slot == nil {
+		p.slot = make(chan struct{}, 1)
+	}
+	p.slot <- struct{}{}
+	p.wg.Go(func() {
+		defer func() { <-p.slot }()
+		fn()
+	})
+}
+
+// wait returns once the group being settled, if any, is settled: the poll
+// activity does not end with a committed group unacked.
+func (p *floodPipe) wait() { p.wg.Wait() }
+
+// pollFlood gathers a group of batches and hands it to fl to settle while
+// the next group is gathered. It returns how many messages it consumed.
+func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger, fl *floodPipe) (int, error) {
 	f := a.floodInit()
 	var msgs []mqclient.Message
+	var dones []func()
+	defer func() {
+		for _, done := range dones {
+			done()
+		}
+	}()
 	bytes := 0
 	lingerUntil := time.Now().Add(f.Linger)
 	for n := a.groupBatches(); n > 0; n-- {
@@ -151,7 +183,7 @@ func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger) (int, err
 			log.Warn("consume failed while gathering a flood group; settling what was gathered", "error", err)
 			break
 		}
-		defer done() // the group's bodies are held until it is settled
+		dones = append(dones, done) // the group's bodies are held until it is settled
 		msgs = append(msgs, got...)
 		for _, m := range got {
 			bytes += len(m.Body)
@@ -163,7 +195,21 @@ func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger) (int, err
 	if len(msgs) == 0 {
 		return 0, nil
 	}
-	a.settleFlood(ctx, f, log, msgs)
+	// The caller's ctx ends with this call; the settle gets the same
+	// bound of its own. It is seen through even when the activity is
+	// cancelled, as a consumed batch always is (Poll).
+	held := dones
+	dones = nil
+	fl.settle(func() {
+		defer func() {
+			for _, done := range held {
+				done()
+			}
+		}()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Settings.PollWait+time.Minute)
+		defer cancel()
+		a.settleFlood(sctx, f, log, msgs)
+	})
 	return len(msgs), nil
 }
 

@@ -76,6 +76,8 @@ func (a *Activities) Poll(ctx context.Context, in PollInput) (PollResult, error)
 		return res
 	})
 	defer stopBeat()
+	var fl floodPipe // flood mode's group being settled (flood.go)
+	defer fl.wait()
 
 	for time.Now().Before(deadline) {
 		select {
@@ -105,7 +107,7 @@ func (a *Activities) Poll(ctx context.Context, in PollInput) (PollResult, error)
 		// it would leave the batch invisible for the broker's whole
 		// invisibility time. Bounded by the long poll plus hand-over.
 		batchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Settings.PollWait+time.Minute)
-		n, err := a.pollOnce(batchCtx, ctx)
+		n, err := a.pollOnce(batchCtx, ctx, &fl)
 		cancel()
 		if err != nil {
 			a.Metrics.PollErrors.Inc(1)
@@ -154,9 +156,9 @@ func heartbeatEvery(ctx context.Context, d time.Duration, details func() any) (s
 
 // pollOnce consumes one batch and hands every message over. Hand-over
 // failures leave that message for redelivery and do not fail the batch.
-func (a *Activities) pollOnce(batchCtx, logCtx context.Context) (int, error) {
+func (a *Activities) pollOnce(batchCtx, logCtx context.Context, fl *floodPipe) (int, error) {
 	if a.Settings.Flood.Enabled {
-		return a.pollFlood(batchCtx, activity.GetLogger(logCtx))
+		return a.pollFlood(batchCtx, activity.GetLogger(logCtx), fl)
 	}
 	msgs, done, err := a.consume(batchCtx, a.Settings.PollWait)
 	if err != nil {
