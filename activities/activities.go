@@ -55,6 +55,10 @@ type Settings struct {
 	// measure the old shape beside the new in one run; never set in
 	// production.
 	LegacyShape bool
+	// ParkFor is how long a message for a key whose record runs waits for
+	// that run to close before it is signalled to it (park.go). Zero means
+	// DefaultParkFor; negative signals at once.
+	ParkFor time.Duration
 	// Flood is flood mode (flood.go): the poller bulk-commits clean
 	// messages and hands only exceptions to record workflows.
 	Flood Flood
@@ -88,6 +92,7 @@ type Activities struct {
 
 	inflight inflightCache
 	flood    floodState
+	parked   parking
 	// DBErrors decides what failed inserts become (dberrors.go); nil
 	// means the defaults without an alarm.
 	DBErrors *DBErrorPolicy

@@ -78,6 +78,7 @@ func (a *Activities) Poll(ctx context.Context, in PollInput) (PollResult, error)
 	defer stopBeat()
 	var fl floodPipe // flood mode's group being settled (flood.go)
 	defer fl.wait()
+	defer a.waitParked() // park.go
 
 	for time.Now().Before(deadline) {
 		select {
@@ -315,6 +316,16 @@ const maxHandoverRounds = 5
 // back in the start response and runs on this worker without a trip
 // through matching.
 func (a *Activities) startOrSignal(ctx context.Context, key string, d contract.Delivery, reuse enumspb.WorkflowIdReusePolicy) error {
+	return a.startOrSignalPark(ctx, key, d, reuse, true)
+}
+
+// startOrSignalNow is startOrSignal for a message that already waited for
+// its key's run (park.go): a run still running gets it by signal.
+func (a *Activities) startOrSignalNow(ctx context.Context, key string, d contract.Delivery, reuse enumspb.WorkflowIdReusePolicy) error {
+	return a.startOrSignalPark(ctx, key, d, reuse, false)
+}
+
+func (a *Activities) startOrSignalPark(ctx context.Context, key string, d contract.Delivery, reuse enumspb.WorkflowIdReusePolicy, mayPark bool) error {
 	opts := client.StartWorkflowOptions{
 		ID:                                       contract.RecordWorkflowID(a.Settings.WorkflowIDPrefix, key),
 		TaskQueue:                                a.Settings.TaskQueue,
@@ -334,6 +345,9 @@ func (a *Activities) startOrSignal(ctx context.Context, key string, d contract.D
 		}
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &already) {
+			if mayPark && a.park(ctx, activityLogger(ctx), key, d, reuse) {
+				return nil // handed over once the run closes (park.go)
+			}
 			round++
 			err = a.Temporal.SignalWorkflow(ctx, opts.ID, "", contract.SignalDelivery, d)
 			var notFound *serviceerror.NotFound

@@ -88,6 +88,9 @@ type Pipeline struct {
 	// HandoverConcurrency is how many messages of a batch are handed to
 	// their record workflows at once.
 	HandoverConcurrency int
+	// ParkFor is how long a message for a key whose record runs waits for
+	// the run to close before it is signalled to it; 0 signals at once.
+	ParkFor time.Duration
 	// CommitBatch is the most inserts one group-commit transaction takes.
 	CommitBatch int
 	// BodyBytesInFlight caps the bytes of message bodies the pollers of one
@@ -193,6 +196,7 @@ var Vars = []Var{
 	{"SYNCBRIDGE_MAX_INFLIGHT", "200", "running record workflows at which polling pauses", false},
 	{"SYNCBRIDGE_BATCH_SIZE", "16", "messages per consume call (1-16)", false},
 	{"SYNCBRIDGE_HANDOVER_CONCURRENCY", "16", "messages of a batch handed to their record workflows at once (1-256)", false},
+	{"SYNCBRIDGE_PARK_FOR", "2s", "how long a message for a key whose record is running waits for it to finish before it is signalled to it (0s-1m; 0s = signal at once)", false},
 	{"SYNCBRIDGE_COMMIT_BATCH", "64", "most inserts sharing one database transaction (group commit, 1-1000)", false},
 	{"SYNCBRIDGE_BODY_BYTES_IN_FLIGHT", "67108864", "message-body bytes the pollers of one worker hold at once (1 MiB-4 GiB); a poller waits for room", false},
 	{"SYNCBRIDGE_FLOOD_MODE", "false", "flood mode: the poller bulk-commits clean messages, only exceptions become record workflows", false},
@@ -284,6 +288,7 @@ func Load(getenv func(string) string) (Config, error) {
 		MaxInFlight:          l.intIn("SYNCBRIDGE_MAX_INFLIGHT", 1, 1_000_000),
 		BatchSize:            l.intIn("SYNCBRIDGE_BATCH_SIZE", 1, 16),
 		HandoverConcurrency:  l.intIn("SYNCBRIDGE_HANDOVER_CONCURRENCY", 1, 256),
+		ParkFor:              l.durationIn("SYNCBRIDGE_PARK_FOR", 0, time.Minute),
 		CommitBatch:          l.intIn("SYNCBRIDGE_COMMIT_BATCH", 1, 1000),
 		BodyBytesInFlight:    l.intIn("SYNCBRIDGE_BODY_BYTES_IN_FLIGHT", 1<<20, 4<<30),
 		Flood:                l.boolean("SYNCBRIDGE_FLOOD_MODE"),

@@ -68,6 +68,9 @@ type Pipeline struct {
 	WorkflowsStarted tally.Counter
 	// Redeliveries handed to a running workflow by signal.
 	SignalledRunning tally.Counter
+	// ParkedForRun: keys whose messages waited for the key's running
+	// record to close instead of being signalled to it (activities/park.go).
+	ParkedForRun tally.Counter
 	// DuplicatesByWorkflowID: the key's workflow had already completed.
 	DuplicatesByWorkflowID tally.Counter
 	InFlight               tally.Gauge
@@ -112,6 +115,7 @@ func NewPipeline(scope tally.Scope) *Pipeline {
 		PollThrottled:          scope.Counter("poll_throttled"),
 		WorkflowsStarted:       scope.Counter("workflows_started"),
 		SignalledRunning:       scope.Counter("redeliveries_signalled"),
+		ParkedForRun:           scope.Counter("redeliveries_parked"),
 		DuplicatesByWorkflowID: scope.Tagged(map[string]string{"by": "workflow_id"}).Counter("duplicates"),
 		InFlight:               scope.Gauge("inflight_records"),
 		InsertLatency:          scope.Timer("insert_latency"),

@@ -247,7 +247,8 @@ func TestWorkerRestartMidDrain(t *testing.T) {
 func TestRedeliveryWhileRecordRuns(t *testing.T) { redeliveryWhileRecordRuns(t, defaultMode) }
 
 func redeliveryWhileRecordRuns(t *testing.T, md mode) {
-	p := newPipe(t, mqemu.Config{InvisibleTime: time.Second}, md.with(nil))
+	// Signalled at once, not parked (TestRedeliveryParkedUntilRecordCloses).
+	p := newPipe(t, mqemu.Config{InvisibleTime: time.Second}, md.with(map[string]string{"SYNCBRIDGE_PARK_FOR": "0s"}))
 	if md.flood {
 		// Flood mode bulk-commits before any workflow runs; a commit
 		// that cannot get the table lock within a second fails, which
@@ -319,6 +320,50 @@ func redeliveryWhileRecordRuns(t *testing.T, md mode) {
 		return
 	}
 	p.replayLive(richest, "record_v2_redelivered.json")
+}
+
+// A redelivery for a key whose record is running waits, unacked, for the
+// run to close and is then settled as a duplicate without a workflow: no
+// signal, no second local-activity batch. Nothing lost or doubled.
+func TestRedeliveryParkedUntilRecordCloses(t *testing.T) {
+	p := newPipe(t, mqemu.Config{InvisibleTime: time.Second}, map[string]string{"SYNCBRIDGE_PARK_FOR": "1m"})
+	w := p.worker(Options{})
+	if err := w.stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Hold the runs inside their insert while the broker redelivers.
+	conn, err := p.env.DB.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "LOCK TABLES patient_records WRITE"); err != nil {
+		t.Fatal(err)
+	}
+	msgs := generate(syncevent.GenOptions{Count: 4, Seed: 19, KeyPrefix: "park-"})
+	ids := p.publish(msgs)
+	w = p.worker(Options{})
+	waitFor(t, time.Minute, "a redelivery parked while the records run", func() bool {
+		return metricSum(t, w.metricsAddr, "syncbridge_redeliveries_parked_total") > 0
+	})
+	if _, err := conn.ExecContext(context.Background(), "UNLOCK TABLES"); err != nil {
+		t.Fatal(err)
+	}
+	p.waitDrained(len(msgs), 2*time.Minute)
+	p.verify(expect(t, msgs, ids))
+	if n := metricSum(t, w.metricsAddr, "syncbridge_redeliveries_signalled_total"); n != 0 {
+		t.Errorf("%v redeliveries signalled although parking was on", n)
+	}
+	for _, m := range msgs {
+		for _, ev := range p.history(contract.RecordWorkflowID(p.prefix, m.Key)) {
+			if ev.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED {
+				t.Errorf("record %s was signalled", m.Key)
+			}
+		}
+	}
+	if n := p.count(""); n != int64(len(msgs)) {
+		t.Errorf("%d record runs for %d keys", n, len(msgs))
+	}
 }
 
 func countRows(t *testing.T, db *sql.DB) int {

@@ -221,6 +221,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			MaxInFlight:      cfg.Pipeline.MaxInFlight,
 
 			HandoverConcurrency: cfg.Pipeline.HandoverConcurrency,
+			ParkFor:             parkFor(cfg.Pipeline.ParkFor),
 			Flood: activities.Flood{
 				Enabled:       cfg.Pipeline.Flood,
 				Batches:       cfg.Pipeline.FloodBatches,
@@ -313,6 +314,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	w.Stop()
 	log.Info("worker stopped")
 	return nil
+}
+
+// parkFor maps SYNCBRIDGE_PARK_FOR (0s: off) onto activities.Settings
+// (0: the default, negative: off).
+func parkFor(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 func committerUnless(legacy bool, c *groupcommit.Committer) activities.Committer {
