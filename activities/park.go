@@ -100,11 +100,7 @@ func (a *Activities) park(ctx context.Context, log sdklog.Logger, key string, d 
 // again in order: to settleCompleted when the run completed, by signal when
 // it still runs.
 func (a *Activities) unpark(ctx context.Context, log sdklog.Logger, key string, k *parkedKey, wait time.Duration) {
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	// Get returns when the run closes, whatever its end; the hand-over
-	// below finds out what that end was.
-	_ = a.Temporal.GetWorkflow(wctx, contract.RecordWorkflowID(a.Settings.WorkflowIDPrefix, key), "").Get(wctx, nil)
-	cancel()
+	a.waitRunClosed(ctx, key, wait)
 
 	p := &a.parked
 	for {
@@ -126,6 +122,35 @@ func (a *Activities) unpark(ctx context.Context, log sdklog.Logger, key string, 
 		if a.Bodies != nil {
 			a.Bodies.Release(next.bytes)
 		}
+	}
+}
+
+// waitRunClosed returns once key's latest run is closed, whatever its end
+// (the hand-over after it finds out what that end was), or after wait.
+// It asks with DescribeWorkflowExecution at growing intervals rather than
+// a history long poll under a deadline: a run usually closes within a
+// few hundred milliseconds, and long polls cut by their deadline make the
+// server log an error for each ("unable to add metrics baggage to gRPC
+// trailer").
+func (a *Activities) waitRunClosed(ctx context.Context, key string, wait time.Duration) {
+	id := contract.RecordWorkflowID(a.Settings.WorkflowIDPrefix, key)
+	deadline := time.Now().Add(wait)
+	every := 25 * time.Millisecond
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		d, err := a.Temporal.DescribeWorkflowExecution(dctx, id, "")
+		cancel()
+		if err != nil || d.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			return
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		if !sleep(ctx, nil, min(every, left)) {
+			return
+		}
+		every = min(2*every, 200*time.Millisecond)
 	}
 }
 
