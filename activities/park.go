@@ -127,7 +127,8 @@ func (a *Activities) unpark(ctx context.Context, log sdklog.Logger, key string, 
 
 // waitRunClosed returns once key's latest run is closed, whatever its end
 // (the hand-over after it finds out what that end was), or after wait.
-// It asks with DescribeWorkflowExecution at growing intervals rather than
+// It asks with DescribeWorkflowExecution at growing intervals (100-500ms,
+// each call takes the run's lock on the history service) rather than
 // a history long poll under a deadline: a run usually closes within a
 // few hundred milliseconds, and long polls cut by their deadline make the
 // server log an error for each ("unable to add metrics baggage to gRPC
@@ -135,7 +136,7 @@ func (a *Activities) unpark(ctx context.Context, log sdklog.Logger, key string, 
 func (a *Activities) waitRunClosed(ctx context.Context, key string, wait time.Duration) {
 	id := contract.RecordWorkflowID(a.Settings.WorkflowIDPrefix, key)
 	deadline := time.Now().Add(wait)
-	every := 25 * time.Millisecond
+	every := 100 * time.Millisecond
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		d, err := a.Temporal.DescribeWorkflowExecution(dctx, id, "")
@@ -150,7 +151,7 @@ func (a *Activities) waitRunClosed(ctx context.Context, key string, wait time.Du
 		if !sleep(ctx, nil, min(every, left)) {
 			return
 		}
-		every = min(2*every, 200*time.Millisecond)
+		every = min(2*every, 500*time.Millisecond)
 	}
 }
 

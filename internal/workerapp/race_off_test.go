@@ -1,0 +1,5 @@
+//go:build !race
+
+package workerapp
+
+const raceEnabled = false
