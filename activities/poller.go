@@ -33,12 +33,25 @@ type PollResult struct {
 	Stopped bool
 }
 
-// PollHeartbeatEvery is how often the poll activity heartbeats from its
-// own ticker, whatever it is doing (a long poll of up to 30 s, a batch's
-// hand-over, a pause at the in-flight cap). The poller workflow's
-// heartbeat timeout is a few of these, so a poll whose worker was killed
-// is retried on another worker within seconds.
+// PollHeartbeatEvery is how often the poll activity records a heartbeat
+// from its own ticker, whatever it is doing (a long poll of up to 30 s, a
+// batch's hand-over, a pause at the in-flight cap).
 const PollHeartbeatEvery = 2 * time.Second
+
+// PollHeartbeatTimeout is the poll activity's heartbeat timeout: short, so
+// a poll whose worker was killed is retried on another worker within
+// seconds instead of after a minute.
+const PollHeartbeatTimeout = 10 * time.Second
+
+// HeartbeatSendEvery is the most time the SDK lets pass between sending
+// recorded heartbeats to the server (worker.Options
+// MaxHeartbeatThrottleInterval). The SDK also gives each send only this
+// long and cancels the activity when a send fails, so a send has
+// min(HeartbeatSendEvery, PollHeartbeatTimeout-HeartbeatSendEvery) to land:
+// half the timeout is the most. At 2 s, a server answering in 2.1 s (the
+// race-built test server under load) cancelled polls again and again, and
+// their retries backed off until the drain stalled.
+const HeartbeatSendEvery = PollHeartbeatTimeout / 2
 
 // Poll drains the topic into record workflows until RunFor elapses or the
 // worker stops. Each message is handed to its key's record workflow:

@@ -13,11 +13,10 @@ import (
 const (
 	defaultRunsBeforeContinue = 50
 	defaultPollRunFor         = 5 * time.Minute
-	// pollHeartbeat is a few of the poll activity's heartbeat ticks (it
-	// heartbeats from a ticker, through long polls and hand-overs alike),
-	// and short, so a poll whose worker was killed is retried on another
-	// worker within seconds instead of after a minute.
-	pollHeartbeat = 5 * activities.PollHeartbeatEvery
+	// pollRetryMax bounds the wait between poll attempts. A poll fails
+	// for passing reasons (its worker died, a heartbeat went unanswered);
+	// a long backoff after a few of those stalled the drain.
+	pollRetryMax = 5 * time.Second
 )
 
 // PollerWorkflow keeps one poller activity running for a topic/group. The
@@ -39,12 +38,12 @@ func PollerWorkflow(ctx workflow.Context, in contract.PollerInput) error {
 	var a *activities.Activities
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: runFor + 2*time.Minute,
-		HeartbeatTimeout:    pollHeartbeat,
+		HeartbeatTimeout:    activities.PollHeartbeatTimeout,
 		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
-			MaximumInterval:        30 * time.Second,
+			MaximumInterval:        pollRetryMax,
 			NonRetryableErrorTypes: []string{contract.ErrTypeBadInput},
 		},
 	})

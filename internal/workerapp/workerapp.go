@@ -243,13 +243,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
 		WorkerStopTimeout: StopTimeout,
-		// Heartbeats leave the process at most this often. The poll
-		// activity's heartbeat timeout is 5 ticks of
-		// activities.PollHeartbeatEvery; sending each tick keeps a slow
-		// round trip from costing the poll its lease, and a stop
-		// (cancellation, learnt from a heartbeat response) arrives within
-		// seconds.
-		MaxHeartbeatThrottleInterval: activities.PollHeartbeatEvery,
+		// Sized against the poll activity's heartbeat timeout (see
+		// activities.HeartbeatSendEvery); a stop (cancellation, learnt
+		// from a heartbeat response) still arrives within seconds.
+		MaxHeartbeatThrottleInterval: activities.HeartbeatSendEvery,
 		// Regular activities are the long poll and the fallbacks of records
 		// stuck on the database or broker; a matching round trip costs
 		// them nothing, and only tasks dispatched through matching report
