@@ -59,5 +59,12 @@ if [ -n "$short" ]; then
   go test -json -short -count=1 -timeout 15m ./... | "$testfmt"
 else
   echo "== go test (race detector on)"
-  go test -json -race -count=1 -timeout 40m ./... | "$testfmt"
+  # The race detector instruments every package but modernc.org/...: the
+  # embedded Temporal server's SQLite, C translated to Go, which only the
+  # test server runs. Instrumented (and pointer-checked), its statement
+  # parser took 40% of the CPU of a drain test, the server fell seconds
+  # behind on every write, and pollers lost their heartbeats; a drain test
+  # took 97 s instead of 23 s.
+  go test -json -race -gcflags='modernc.org/...=-race=false -d=checkptr=0' \
+    -count=1 -timeout 40m ./... | "$testfmt"
 fi

@@ -1,5 +1,0 @@
-//go:build !race
-
-package workerapp
-
-const raceEnabled = false
