@@ -154,11 +154,7 @@ func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger, fl *flood
 	f := a.floodInit()
 	var msgs []mqclient.Message
 	var dones []func()
-	defer func() {
-		for _, done := range dones {
-			done()
-		}
-	}()
+	defer func() { releaseBodies(dones) }() // all but a group handed to fl
 	bytes := 0
 	lingerUntil := time.Now().Add(f.Linger)
 	for n := a.groupBatches(); n > 0; n-- {
@@ -201,16 +197,20 @@ func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger, fl *flood
 	held := dones
 	dones = nil
 	fl.settle(func() {
-		defer func() {
-			for _, done := range held {
-				done()
-			}
-		}()
+		defer releaseBodies(held)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Settings.PollWait+time.Minute)
 		defer cancel()
 		a.settleFlood(sctx, f, log, msgs)
 	})
 	return len(msgs), nil
+}
+
+// releaseBodies gives the bodies of consumed batches back to the worker's
+// budget (the done funcs consume returned).
+func releaseBodies(dones []func()) {
+	for _, done := range dones {
+		done()
+	}
 }
 
 // settleFlood commits the clean messages of a group in bulk, acks them
