@@ -96,6 +96,14 @@ func (a *Activities) park(ctx context.Context, log sdklog.Logger, key string, d 
 	return true
 }
 
+// hasParked reports whether messages of key are parked.
+func (a *Activities) hasParked(key string) bool {
+	a.parked.mu.Lock()
+	defer a.parked.mu.Unlock()
+	_, ok := a.parked.keys[key]
+	return ok
+}
+
 // unpark waits up to wait for key's run to close, then hands its queue over
 // again in order: to settleCompleted when the run completed, by signal when
 // it still runs.

@@ -347,6 +347,12 @@ func (a *Activities) startOrSignalPark(ctx context.Context, key string, d contra
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		EnableEagerStart:                         true,
 	}
+	if mayPark && a.hasParked(key) && a.park(ctx, activityLogger(ctx), key, d, reuse) {
+		// An earlier message of the key waits for its run to close; this
+		// one queues behind it. Were its run to close as failed, a start
+		// now would put this message in a new run before the earlier one.
+		return nil
+	}
 	input := contract.RecordInput{Key: key, Topic: a.Settings.Topic, Group: a.Settings.Group, Initial: []contract.Delivery{d}}
 	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
 	for round := 0; round < maxHandoverRounds; {
