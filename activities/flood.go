@@ -29,7 +29,10 @@ import (
 // Flood tunes flood mode; zero values mean the documented defaults.
 type Flood struct {
 	Enabled bool
-	// Batches is how many consume calls one group gathers at most. 0: 4.
+	// Batches is how many consume calls one group gathers at most. 0: 16.
+	// Each group costs a transaction and a visibility query for its
+	// running keys; on the benchmark, groups of 16 calls drained 1.5x
+	// faster than groups of 4, and 32 no faster.
 	Batches int
 	// Bytes bounds the bodies of one group. 0: 4 MiB.
 	Bytes int
@@ -45,7 +48,7 @@ type Flood struct {
 
 func (f Flood) withDefaults() Flood {
 	if f.Batches <= 0 {
-		f.Batches = 4
+		f.Batches = 16
 	}
 	if f.Bytes <= 0 {
 		f.Bytes = 4 << 20

@@ -200,7 +200,7 @@ var Vars = []Var{
 	{"SYNCBRIDGE_COMMIT_BATCH", "64", "most inserts sharing one database transaction (group commit, 1-1000)", false},
 	{"SYNCBRIDGE_BODY_BYTES_IN_FLIGHT", "67108864", "message-body bytes the pollers of one worker hold at once (1 MiB-4 GiB); a poller waits for room", false},
 	{"SYNCBRIDGE_FLOOD_MODE", "false", "flood mode: the poller bulk-commits clean messages, only exceptions become record workflows", false},
-	{"SYNCBRIDGE_FLOOD_BATCHES", "4", "flood mode: consume calls gathered into one bulk transaction (1-64)", false},
+	{"SYNCBRIDGE_FLOOD_BATCHES", "16", "flood mode: consume calls gathered into one bulk transaction (1-64)", false},
 	{"SYNCBRIDGE_FLOOD_ROWS_PER_SEC", "0", "flood mode: bulk-committed rows per second per worker; 0 = no limit", false},
 	{"SYNCBRIDGE_FLOOD_SLOW_COMMIT", "2s", "flood mode: commit latency above which groups shrink (10ms-1m)", false},
 	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
