@@ -381,18 +381,24 @@ func countRows(t *testing.T, db *sql.DB) int {
 }
 
 // Two workers drain one topic together: no double processing, and the
-// work is spread over both.
+// work is spread over both. A record runs on the worker whose poll activity
+// handed it over (eager start), and the first worker up takes every poll
+// activity scheduled before the second polls; one-second poll runs hand
+// the poll activities out again and again through matching, which
+// alternates between the workers' waiting polls.
 func TestTwoWorkersShareTheDrain(t *testing.T) {
 	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute, Faults: mqemu.Faults{DuplicateRate: 0.1}, Seed: 13},
 		map[string]string{"SYNCBRIDGE_POLLERS": "4"})
 	msgs := generate(syncevent.GenOptions{Count: 400, DistinctKeys: 300, ChangedRate: 0.3, BadRate: 0.03, Seed: 21, KeyPrefix: "fleet-"})
 	ids := p.publish(msgs)
-	a := p.worker(Options{})
-	b := p.worker(Options{})
+	a := p.worker(Options{PollRunFor: time.Second})
+	b := p.worker(Options{PollRunFor: time.Second})
 	p.waitDrained(len(msgs), 10*time.Minute)
 	p.verify(expect(t, msgs, ids))
 	for i, w := range []*running{a, b} {
-		if n := metricSum(t, w.metricsAddr, "syncbridge_records_total"); n == 0 {
+		n := metricSum(t, w.metricsAddr, "syncbridge_records_total")
+		t.Logf("worker %d committed %.0f records", i, n)
+		if n == 0 {
 			t.Errorf("worker %d committed no record: work was not spread", i)
 		}
 	}
