@@ -207,7 +207,7 @@ func (p *pipe) waitDrained(published int, timeout time.Duration) {
 	p.t.Logf("drained: %+v, record workflows %d", st, p.count(""))
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
