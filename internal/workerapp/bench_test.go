@@ -120,7 +120,7 @@ func BenchmarkDrain(b *testing.B) {
 				// backlog: at a thousand messages a second, 2,000 last
 				// under two seconds, which start-up transients and the
 				// last acks' flush would dominate.
-				flood = benchPipeline(b, 3*n, "flood")
+				flood = flood.add(ph, benchPipeline(b, 3*n, "flood"))
 			case "plain":
 				plain = benchPlainConsumer(b, 3*n)
 			case "recovery":
@@ -150,7 +150,7 @@ func BenchmarkDrain(b *testing.B) {
 			if lean.runs > 0 {
 				b.ReportMetric(lean.rate()/legacy.rate(), "x_legacy")
 			}
-			b.Logf("legacy shape: %.1f events/record, %.2f actions/record, %.2f db statements/msg, %.2f mq calls/msg",
+			fmt.Printf("legacy shape: %.1f events/record, %.2f actions/record, %.2f db statements/msg, %.2f mq calls/msg\n",
 				legacy.eventsPerRecord, legacy.actionsPerRecord, legacy.stmtsPerMsg, legacy.mqPerMsg)
 		}
 		if flood.runs > 0 {
