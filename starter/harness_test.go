@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,41 +44,13 @@ func newHarness(t *testing.T, mq mqemu.Config, vars map[string]string) *harness 
 	// Encrypted, as in production, unless the test refreshes the recorded
 	// histories: those are replayed by the workflows package without a key.
 	env := testenv.New(t, testenv.Options{MQ: mq, Plaintext: os.Getenv(updateHistoryEnv) == "1"})
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	env.Topic = "sync-" + hex.EncodeToString(b)
-	env.MQ.CreateTopic(env.Topic)
+	env.OwnTopic(t)
 	h := &harness{t: t, env: env, prefix: env.TaskQueue + "/"}
-	h.vars = map[string]string{
-		"ROCKETMQ_ENDPOINT":             env.MQURL,
-		"ALIBABA_ACCESS_KEY":            env.AccessKey,
-		"ALIBABA_SECRET_KEY":            env.SecretKey,
-		"ROCKETMQ_INSTANCE_ID":          env.InstanceID,
-		"ROCKETMQ_TOPIC":                env.Topic,
-		"ROCKETMQ_GROUP_ID":             env.Group,
-		"POLARDB_DSN":                   env.DSN,
-		"TEMPORAL_ADDRESS":              env.TemporalAddr,
-		"TEMPORAL_NAMESPACE":            env.Namespace,
-		"SYNCBRIDGE_TASK_QUEUE":         env.TaskQueue,
-		"SYNCBRIDGE_WORKFLOW_ID_PREFIX": h.prefix,
-		"SYNCBRIDGE_POLL_WAIT":          "2s",
-		"SYNCBRIDGE_METRICS_ADDR":       "off",
-		"SYNCBRIDGE_ACK_FLUSH":          "20ms",
-		"SYNCBRIDGE_START_POLLERS":      "false",
-	}
-	if env.PayloadKey != "" {
-		h.vars["SYNCBRIDGE_PAYLOAD_KEY"] = env.PayloadKey
-		h.vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] = env.PayloadKeyID
-	} else {
-		h.vars["SYNCBRIDGE_PAYLOAD_PLAINTEXT"] = "true"
-	}
+	overrides := map[string]string{"SYNCBRIDGE_METRICS_ADDR": "off", "SYNCBRIDGE_START_POLLERS": "false"}
 	for k, v := range vars {
-		h.vars[k] = v
+		overrides[k] = v
 	}
-	if _, own := vars["SYNCBRIDGE_PAYLOAD_KEY"]; own && vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] == "" {
-		delete(h.vars, "SYNCBRIDGE_PAYLOAD_KEY_ID") // the harness's ID names the harness's key
-		delete(h.vars, "SYNCBRIDGE_PAYLOAD_PLAINTEXT")
-	}
+	h.vars = env.WorkerVars(h.prefix, overrides)
 	db, err := store.Open(context.Background(), env.DSN, 4)
 	if err != nil {
 		t.Fatal(err)

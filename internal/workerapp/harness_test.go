@@ -2,8 +2,6 @@ package workerapp
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -40,40 +38,13 @@ func newPipe(t testing.TB, mq mqemu.Config, vars map[string]string) *pipe {
 	env := testenv.New(t, testenv.Options{MQ: mq, Plaintext: os.Getenv(UpdateHistoryEnv) == "1"})
 	// Topic and workflow ID prefix unique per test: the Temporal server is
 	// shared by the package, and poller IDs derive from topic and group.
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	env.Topic = "sync-" + hex.EncodeToString(b)
-	env.MQ.CreateTopic(env.Topic)
+	env.OwnTopic(t)
 	p := &pipe{t: t, env: env, prefix: env.TaskQueue + "/"}
-	p.vars = map[string]string{
-		"ROCKETMQ_ENDPOINT":             env.MQURL,
-		"ALIBABA_ACCESS_KEY":            env.AccessKey,
-		"ALIBABA_SECRET_KEY":            env.SecretKey,
-		"ROCKETMQ_INSTANCE_ID":          env.InstanceID,
-		"ROCKETMQ_TOPIC":                env.Topic,
-		"ROCKETMQ_GROUP_ID":             env.Group,
-		"POLARDB_DSN":                   env.DSN,
-		"TEMPORAL_ADDRESS":              env.TemporalAddr,
-		"TEMPORAL_NAMESPACE":            env.Namespace,
-		"SYNCBRIDGE_TASK_QUEUE":         env.TaskQueue,
-		"SYNCBRIDGE_WORKFLOW_ID_PREFIX": p.prefix,
-		"SYNCBRIDGE_POLL_WAIT":          "2s",
-		"SYNCBRIDGE_METRICS_ADDR":       "127.0.0.1:0",
-		"SYNCBRIDGE_ACK_FLUSH":          "20ms",
-	}
-	if env.PayloadKey != "" {
-		p.vars["SYNCBRIDGE_PAYLOAD_KEY"] = env.PayloadKey
-		p.vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] = env.PayloadKeyID
-	} else {
-		p.vars["SYNCBRIDGE_PAYLOAD_PLAINTEXT"] = "true"
-	}
+	overrides := map[string]string{"SYNCBRIDGE_METRICS_ADDR": "127.0.0.1:0"}
 	for k, v := range vars {
-		p.vars[k] = v
+		overrides[k] = v
 	}
-	if _, own := vars["SYNCBRIDGE_PAYLOAD_KEY"]; own && vars["SYNCBRIDGE_PAYLOAD_KEY_ID"] == "" {
-		delete(p.vars, "SYNCBRIDGE_PAYLOAD_KEY_ID") // the harness's ID names the harness's key
-		delete(p.vars, "SYNCBRIDGE_PAYLOAD_PLAINTEXT")
-	}
+	p.vars = env.WorkerVars(p.prefix, overrides)
 	t.Cleanup(p.stopPollers)
 	return p
 }
