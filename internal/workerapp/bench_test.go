@@ -27,6 +27,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/uber-go/tally/v4"
 	commonpb "go.temporal.io/api/common/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -189,10 +190,6 @@ func (r drainResult) add(shape string, run drainResult) drainResult {
 	fmt.Printf("%s, run %d: %d messages in %s, %.1f msgs/s; records lived %s (median), %s (90th percentile)\n",
 		shape, r.runs+1, run.msgs, run.elapsed.Round(time.Millisecond), run.rate(),
 		run.life50.Round(time.Millisecond), run.life90.Round(time.Millisecond))
-	if r.runs == 0 {
-		run.runs = 1
-		return run
-	}
 	k := float64(r.runs)
 	mean := func(a, b float64) float64 { return (a*k + b) / (k + 1) }
 	return drainResult{
@@ -390,33 +387,44 @@ func (s costSum) perRecord() perRecord {
 	return perRecord{float64(s.cost.Events) / float64(s.records), float64(s.cost.Actions) / float64(s.records)}
 }
 
-// recordLifetimes returns the median and 90th percentile of the time
-// record workflows on taskQueue ran, start to close, once none runs. It
-// explains much of the gap between a drain and its ceiling: a record that
-// closes before the server's visibility queue reaches its start saves the
-// server the visibility insert of the start (the close writes the row
-// anyway), and no-op records close within milliseconds.
-func recordLifetimes(b *testing.B, c client.Client, taskQueue string) (p50, p90 time.Duration) {
+// eachRecord calls fn for every record workflow on taskQueue.
+func eachRecord(b *testing.B, c client.Client, taskQueue string, fn func(*workflowpb.WorkflowExecutionInfo)) {
 	ctx := context.Background()
-	q := contract.RecordTypesQuery + " AND TaskQueue = '" + taskQueue + "'"
-	waitFor(b, 5*time.Minute, "every record closed", func() bool {
-		resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q + " AND ExecutionStatus = 'Running'"})
-		return err == nil && resp.GetCount() == 0
-	})
-	var lives []time.Duration
 	var token []byte
 	for {
-		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query:         contract.RecordTypesQuery + " AND TaskQueue = '" + taskQueue + "'",
+			PageSize:      500,
+			NextPageToken: token,
+		})
 		if err != nil {
 			b.Fatal(err)
 		}
 		for _, e := range resp.GetExecutions() {
-			lives = append(lives, e.GetCloseTime().AsTime().Sub(e.GetStartTime().AsTime()))
+			fn(e)
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
-			break
+			return
 		}
 	}
+}
+
+// recordLifetimes returns the median and 90th percentile of the time
+// record workflows on taskQueue ran, start to close, once none runs. A
+// record that closes before the server's visibility queue reaches its
+// start saves the server the visibility insert of that start (README,
+// "Lean vs its ceiling"), so how long records live is part of what a
+// drain costs the server.
+func recordLifetimes(b *testing.B, c client.Client, taskQueue string) (p50, p90 time.Duration) {
+	running := contract.RecordTypesQuery + " AND TaskQueue = '" + taskQueue + "' AND ExecutionStatus = 'Running'"
+	waitFor(b, 5*time.Minute, "every record closed", func() bool {
+		resp, err := c.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: running})
+		return err == nil && resp.GetCount() == 0
+	})
+	var lives []time.Duration
+	eachRecord(b, c, taskQueue, func(e *workflowpb.WorkflowExecutionInfo) {
+		lives = append(lives, e.GetCloseTime().AsTime().Sub(e.GetStartTime().AsTime()))
+	})
 	if len(lives) == 0 {
 		b.Fatalf("no record workflows on %s", taskQueue)
 	}
@@ -427,38 +435,24 @@ func recordLifetimes(b *testing.B, c client.Client, taskQueue string) (p50, p90 
 // historyCosts prices every record workflow's history on this pipe's task
 // queue, in all and for those whose outcome was a plain insert.
 func historyCosts(b *testing.B, p *pipe) (all, inserted costSum) {
-	ctx := context.Background()
-	var token []byte
-	for {
-		resp, err := p.env.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query:         contract.RecordTypesQuery + " AND TaskQueue = '" + p.env.TaskQueue + "'",
-			PageSize:      500,
-			NextPageToken: token,
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, e := range resp.GetExecutions() {
-			evs := p.history(e.GetExecution().GetWorkflowId())
-			c := histcost.Of(evs)
-			all.records++
-			all.cost = all.cost.Add(c)
-			var res contract.RecordResult
-			last := evs[len(evs)-1].GetWorkflowExecutionCompletedEventAttributes().GetResult()
-			if last != nil {
-				if err := decodeResult(p, last, &res); err != nil {
-					b.Fatalf("decode the result of %s: %v", e.GetExecution().GetWorkflowId(), err)
-				}
-				if res.Outcome == contract.OutcomeInserted {
-					inserted.records++
-					inserted.cost = inserted.cost.Add(c)
-				}
+	eachRecord(b, p.env.Client, p.env.TaskQueue, func(e *workflowpb.WorkflowExecutionInfo) {
+		evs := p.history(e.GetExecution().GetWorkflowId())
+		c := histcost.Of(evs)
+		all.records++
+		all.cost = all.cost.Add(c)
+		var res contract.RecordResult
+		last := evs[len(evs)-1].GetWorkflowExecutionCompletedEventAttributes().GetResult()
+		if last != nil {
+			if err := decodeResult(p, last, &res); err != nil {
+				b.Fatalf("decode the result of %s: %v", e.GetExecution().GetWorkflowId(), err)
+			}
+			if res.Outcome == contract.OutcomeInserted {
+				inserted.records++
+				inserted.cost = inserted.cost.Add(c)
 			}
 		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			return all, inserted
-		}
-	}
+	})
+	return all, inserted
 }
 
 // benchCeiling runs the new shape with nothing behind it: the same
