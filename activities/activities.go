@@ -81,6 +81,10 @@ type Activities struct {
 	Committer Committer
 	// Bulk commits flood mode's groups (the Store in production).
 	Bulk BulkInserter
+	// Notices starts the record runs of flood mode's conflicts and
+	// quarantines (notices.go). Without it flood mode hands them to their
+	// record workflows before acking them, as the default mode does.
+	Notices *Notices
 	// Bodies, when set, caps the bytes of message bodies the pollers of
 	// this worker hold at once (poller.go, consume).
 	Bodies   *bytebudget.Budget

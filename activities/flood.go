@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -62,9 +63,9 @@ func (f Flood) withDefaults() Flood {
 	return f
 }
 
-// BulkInserter is the store's multi-event transaction (store.InsertBatch).
+// BulkInserter stores a flood group (store.InsertFlood).
 type BulkInserter interface {
-	InsertBatch(ctx context.Context, evs []syncevent.Event) []store.BatchResult
+	InsertFlood(ctx context.Context, evs []syncevent.Event, bad []store.QuarantineEntry, noticeDue time.Time) store.FloodResult
 }
 
 // floodState is shared by the pollers of one worker process.
@@ -216,27 +217,49 @@ func releaseBodies(dones []func()) {
 	}
 }
 
-// settleFlood commits the clean messages of a group in bulk, acks them
-// after COMMIT, and hands everything else over the default way.
+// settleFlood settles a group in bulk: clean messages, conflicts and bad
+// input are all decided and stored in the group's transactions (conflicts
+// and quarantines with a record notice each, store.InsertFlood), and every
+// stored message is acked right after COMMIT. The record workflows that
+// make conflicts and quarantines findable in the Web UI are started from
+// the notices afterwards (Notices), so no exception holds the drain.
+// Only what the bulk path cannot settle goes to its record workflow the
+// default way: a key whose record workflow is running (nothing writes a
+// key twice at once), a message Temporal would refuse (CheckHandover
+// quarantines it), an exception whose key no notice can hold exactly, and
+// any message whose bulk commit failed.
 func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger, msgs []mqclient.Message) {
-	var exceptions []mqclient.Message
-	var clean []mqclient.Message
-	var evs []syncevent.Event
+	var (
+		deflt    []mqclient.Message // the default path
+		cands    []floodItem        // for the bulk path, unless their key runs
+		limits   = a.Settings.ParseLimits()
+		noticeOK = a.Notices != nil
+	)
 	for _, m := range msgs {
-		if m.Key == "" {
-			exceptions = append(exceptions, m)
+		if m.Key != "" {
+			if _, _, ok := a.Settings.CheckHandover(m.Key, deliveryOf(m)); !ok {
+				deflt = append(deflt, m)
+				continue
+			}
+		}
+		ev, err := limits.Parse(m.Key, m.MessageID, m.Body)
+		if err == nil {
+			cands = append(cands, floodItem{m: m, ev: ev})
 			continue
 		}
-		ev, err := syncevent.Parse(m.Key, m.MessageID, m.Body)
-		if err != nil {
-			exceptions = append(exceptions, m) // its record workflow quarantines it
+		// Bad input. A keyless message has no record workflow in either
+		// mode (quarantined and acked; starter quarantine list finds
+		// it); one with a key needs a notice that names it exactly.
+		var inv *syncevent.InvalidError
+		if !errors.As(err, &inv) || m.Key != "" && (!noticeOK || !store.NoticeKeyFits(m.Key, m.MessageID)) {
+			deflt = append(deflt, m)
 			continue
 		}
-		clean = append(clean, m)
-		evs = append(evs, ev)
+		cands = append(cands, floodItem{m: m, bad: &store.QuarantineEntry{Key: m.Key, MessageID: m.MessageID, Tag: m.Tag,
+			Reason: inv.Reason, Detail: inv.Error(), Body: m.Body, ConsumedTimes: m.ConsumedTimes}})
 	}
 
-	running, err := a.runningKeys(ctx, clean)
+	running, err := a.runningKeys(ctx, cands)
 	if err != nil {
 		// Unknown which keys have a running record: let every message
 		// take the default path this time rather than race one.
@@ -245,40 +268,72 @@ func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger
 		a.handOverBatch(ctx, log, msgs)
 		return
 	}
-	var bulkMsgs []mqclient.Message
-	var bulkEvs []syncevent.Event
-	for i, m := range clean {
-		if running[m.Key] {
-			exceptions = append(exceptions, m)
+	var bulk []floodItem
+	for _, it := range cands {
+		if it.m.Key != "" && running[it.m.Key] {
+			deflt = append(deflt, it.m)
 			continue
 		}
-		bulkMsgs = append(bulkMsgs, m)
-		bulkEvs = append(bulkEvs, evs[i])
+		bulk = append(bulk, it)
+	}
+	if len(bulk) > 0 {
+		if err := a.waitRows(ctx, len(bulk)); err != nil {
+			for _, it := range bulk {
+				deflt = append(deflt, it.m)
+			}
+			bulk = nil
+		}
 	}
 
 	var handles []string
-	if len(bulkEvs) > 0 {
-		if err := a.waitRows(ctx, len(bulkEvs)); err != nil {
-			exceptions = append(exceptions, bulkMsgs...)
-			bulkMsgs, bulkEvs = nil, nil
-		}
-	}
-	if len(bulkEvs) > 0 {
-		start := time.Now()
-		results := a.Bulk.InsertBatch(ctx, bulkEvs)
-		took := time.Since(start)
-		a.Metrics.CommitBatchSize.RecordValue(float64(len(bulkEvs)))
-		a.Metrics.CommitLatency.Record(took)
-		for i, r := range results {
-			switch {
-			case r.Err == nil && (r.Outcome == store.Inserted || r.Outcome == store.Duplicate):
-				a.Metrics.Outcome(string(r.Outcome))
-				handles = append(handles, bulkMsgs[i].ReceiptHandle)
-			default:
-				// A conflict (for SyncOutcome), bad data or a failed
-				// commit: the key's record workflow settles it durably.
-				exceptions = append(exceptions, bulkMsgs[i])
+	if len(bulk) > 0 {
+		var evs []syncevent.Event
+		var evItems []floodItem
+		var bad []store.QuarantineEntry
+		var badItems []floodItem
+		for _, it := range bulk {
+			if it.bad != nil {
+				bad = append(bad, *it.bad)
+				badItems = append(badItems, it)
+			} else {
+				evs = append(evs, it.ev)
+				evItems = append(evItems, it)
 			}
+		}
+		var due time.Time
+		if noticeOK {
+			due = time.Now().Add(a.Notices.lease())
+		}
+		start := time.Now()
+		res := a.Bulk.InsertFlood(ctx, evs, bad, due)
+		took := time.Since(start)
+		a.Metrics.CommitBatchSize.RecordValue(float64(len(bulk)))
+		a.Metrics.CommitLatency.Record(took)
+		for i, r := range res.Records {
+			switch {
+			case r.Err == nil && (r.Outcome == store.Inserted || r.Outcome == store.Duplicate || (r.Outcome == store.Conflict && noticeOK)):
+				a.Metrics.Outcome(string(r.Outcome))
+				handles = append(handles, evItems[i].m.ReceiptHandle)
+			default:
+				// Bad data the database refused, a conflict without a
+				// notice or a failed commit: the key's record workflow
+				// settles it durably.
+				deflt = append(deflt, evItems[i].m)
+			}
+		}
+		if res.Quarantine != nil {
+			log.Warn("flood quarantine batch failed; handing its messages to their record workflows", "messages", len(bad), "error", res.Quarantine)
+		}
+		for i, it := range badItems {
+			if res.Quarantine != nil {
+				deflt = append(deflt, it.m)
+				continue
+			}
+			a.Metrics.Quarantined(bad[i].Reason)
+			handles = append(handles, it.m.ReceiptHandle)
+		}
+		if len(res.Notices) > 0 {
+			a.Notices.Enqueue(res.Notices)
 		}
 		if a.adapt(f, took) {
 			log.Warn("flood commit slow; shrinking groups", "took", took, "threshold", f.SlowCommit)
@@ -286,7 +341,7 @@ func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger
 		}
 	}
 	a.Metrics.FloodMessages("bulk", len(handles))
-	a.Metrics.FloodMessages("workflow", len(exceptions))
+	a.Metrics.FloodMessages("workflow", len(deflt))
 
 	var wg sync.WaitGroup
 	if len(handles) > 0 {
@@ -294,14 +349,22 @@ func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger
 		go func() {
 			defer wg.Done()
 			// Committed: ack now. A failure here only means redeliveries,
-			// which the unique key absorbs.
+			// which the unique keys absorb.
 			if err := a.ackGroup(ctx, handles); err != nil {
 				log.Warn("ack after flood commit failed; the messages will be redelivered and settled as duplicates", "handles", len(handles), "error", err)
 			}
 		}()
 	}
-	a.handOverBatch(ctx, log, exceptions)
+	a.handOverBatch(ctx, log, deflt)
 	wg.Wait()
+}
+
+// floodItem is a message of a group on the bulk path: a parsed event, or
+// a quarantine entry.
+type floodItem struct {
+	m   mqclient.Message
+	ev  syncevent.Event
+	bad *store.QuarantineEntry
 }
 
 // ackGroup acks a committed group's handles in calls of up to 16, all at
@@ -338,20 +401,24 @@ func (a *Activities) ackGroup(ctx context.Context, handles []string) error {
 
 // runningKeys returns which of the messages' keys have a running record
 // workflow, in one visibility query per group.
-func (a *Activities) runningKeys(ctx context.Context, msgs []mqclient.Message) (map[string]bool, error) {
+func (a *Activities) runningKeys(ctx context.Context, items []floodItem) (map[string]bool, error) {
 	out := map[string]bool{}
-	if len(msgs) == 0 {
-		return out, nil
-	}
-	ids := make([]string, 0, len(msgs))
+	ids := make([]string, 0, len(items))
 	keyOf := map[string]string{}
-	for _, m := range msgs {
+	for _, it := range items {
+		m := it.m
+		if m.Key == "" {
+			continue
+		}
 		id := contract.RecordWorkflowID(a.Settings.WorkflowIDPrefix, m.Key)
 		if _, dup := keyOf[id]; dup {
 			continue
 		}
 		keyOf[id] = m.Key
 		ids = append(ids, "'"+strings.ReplaceAll(id, "'", "\\'")+"'")
+	}
+	if len(ids) == 0 {
+		return out, nil
 	}
 	q := fmt.Sprintf("WorkflowId IN (%s) AND ExecutionStatus = 'Running'", strings.Join(ids, ", "))
 	var token []byte

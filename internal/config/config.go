@@ -105,6 +105,9 @@ type Pipeline struct {
 	FloodRowsPerSecond int
 	// FloodSlowCommit is the commit latency at which flood groups shrink.
 	FloodSlowCommit time.Duration
+	// FloodNoticeLease is how long a worker owns the record notices of the
+	// conflicts and quarantines it stored before a sweep may start them.
+	FloodNoticeLease time.Duration
 	// PollWait is the long-poll wait, 1s..30s.
 	PollWait time.Duration
 	// WorkflowIDPrefix is prepended to the message key to form the record
@@ -199,10 +202,11 @@ var Vars = []Var{
 	{"SYNCBRIDGE_PARK_FOR", "2s", "how long a message for a key whose record is running waits for it to finish before it is signalled to it (0s-1m; 0s = signal at once)", false},
 	{"SYNCBRIDGE_COMMIT_BATCH", "64", "most inserts sharing one database transaction (group commit, 1-1000)", false},
 	{"SYNCBRIDGE_BODY_BYTES_IN_FLIGHT", "67108864", "message-body bytes the pollers of one worker hold at once (1 MiB-4 GiB); a poller waits for room", false},
-	{"SYNCBRIDGE_FLOOD_MODE", "false", "flood mode: the poller bulk-commits clean messages, only exceptions become record workflows", false},
+	{"SYNCBRIDGE_FLOOD_MODE", "false", "flood mode: the poller settles whole groups in bulk, exceptions included, and acks them after commit", false},
 	{"SYNCBRIDGE_FLOOD_BATCHES", "16", "flood mode: consume calls gathered into one bulk transaction (1-64)", false},
 	{"SYNCBRIDGE_FLOOD_ROWS_PER_SEC", "0", "flood mode: bulk-committed rows per second per worker; 0 = no limit", false},
 	{"SYNCBRIDGE_FLOOD_SLOW_COMMIT", "2s", "flood mode: commit latency above which groups shrink (10ms-1m)", false},
+	{"SYNCBRIDGE_FLOOD_NOTICE_LEASE", "30s", "flood mode: how long the worker that stored a conflict or quarantine owns starting its record workflow before another worker's sweep takes over (1s-10m)", false},
 	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "200ms", "max wait to coalesce acks into one call of up to 16 handles", false},
@@ -295,6 +299,7 @@ func Load(getenv func(string) string) (Config, error) {
 		FloodBatches:         l.intIn("SYNCBRIDGE_FLOOD_BATCHES", 1, 64),
 		FloodRowsPerSecond:   l.intIn("SYNCBRIDGE_FLOOD_ROWS_PER_SEC", 0, 1_000_000),
 		FloodSlowCommit:      l.durationIn("SYNCBRIDGE_FLOOD_SLOW_COMMIT", 10*time.Millisecond, time.Minute),
+		FloodNoticeLease:     l.durationIn("SYNCBRIDGE_FLOOD_NOTICE_LEASE", time.Second, 10*time.Minute),
 		PollWait:             l.durationIn("SYNCBRIDGE_POLL_WAIT", time.Second, 30*time.Second),
 		WorkflowIDPrefix:     l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
 		AckFlushInterval:     l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),

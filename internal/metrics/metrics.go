@@ -98,6 +98,14 @@ type Pipeline struct {
 	// Every worker of a fleet reports the same fleet-wide number: aggregate
 	// with max(), not sum().
 	StuckRecords tally.Gauge
+	// Record notices (flood mode's conflicts and quarantines, announced in
+	// the Web UI after their bulk commit; activities.Notices), by event:
+	// started (a record run exists), swept (an overdue notice a sweep
+	// took over, usually from a worker that died before starting it) and
+	// deferred (the in-memory queue was full; the outbox keeps it for a
+	// sweep). A rising swept or deferred count means notices reach the Web
+	// UI late.
+	NoticesStarted, NoticesSwept, NoticesDeferred tally.Counter
 }
 
 // InsertFailingAfter is the number of failed insert attempts after which a
@@ -127,6 +135,9 @@ func NewPipeline(scope tally.Scope) *Pipeline {
 		InsertFailingRecords:   scope.Counter("insert_failing_records"),
 		WorkerReady:            scope.Gauge("worker_ready"),
 		StuckRecords:           scope.Gauge("stuck_records"),
+		NoticesStarted:         scope.Tagged(map[string]string{"event": "started"}).Counter("record_notices"),
+		NoticesSwept:           scope.Tagged(map[string]string{"event": "swept"}).Counter("record_notices"),
+		NoticesDeferred:        scope.Tagged(map[string]string{"event": "deferred"}).Counter("record_notices"),
 	}
 	// Series of the failure reasons exist from the start, at zero: an
 	// alert on rate() over a series that appears only with the first

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 )
@@ -49,6 +50,12 @@ var errAmbiguous = errors.New("store: batch cannot tell its own inserts from ear
 // Any other error (lost connection, failed COMMIT, ctx) fails every event of
 // the transaction it hit, and none of them is reported stored.
 func (s *Store) InsertBatch(ctx context.Context, evs []syncevent.Event) []BatchResult {
+	return s.insertBatch(ctx, evs, time.Time{})
+}
+
+// insertBatch is InsertBatch; with a non-zero noticeDue every conflict is
+// written with its record notice (flood.go), in the same transaction.
+func (s *Store) insertBatch(ctx context.Context, evs []syncevent.Event, noticeDue time.Time) []BatchResult {
 	res := make([]BatchResult, len(evs))
 	// rounds[r] holds the events that are the r-th of their key.
 	var rounds [][]int
@@ -79,7 +86,7 @@ func (s *Store) InsertBatch(ctx context.Context, evs []syncevent.Event) []BatchR
 				bytes += size
 				n++
 			}
-			s.insertChunk(ctx, evs, idx[:n], res)
+			s.insertChunk(ctx, evs, idx[:n], res, noticeDue)
 			idx = idx[n:]
 		}
 	}
@@ -94,12 +101,12 @@ func eventBytes(ev syncevent.Event) int {
 
 // insertChunk stores evs[idx] (distinct keys, sorted) in one transaction
 // and fills their results.
-func (s *Store) insertChunk(ctx context.Context, evs []syncevent.Event, idx []int, res []BatchResult) {
+func (s *Store) insertChunk(ctx context.Context, evs []syncevent.Event, idx []int, res []BatchResult, noticeDue time.Time) {
 	batch := make([]syncevent.Event, len(idx))
 	for k, i := range idx {
 		batch[k] = evs[i]
 	}
-	outs, err := retryTx(ctx, s.onRetry, func() ([]Outcome, error) { return s.insertBatchOnce(ctx, batch) })
+	outs, err := retryTx(ctx, s.onRetry, func() ([]Outcome, error) { return s.insertBatchOnce(ctx, batch, noticeDue) })
 	if err == nil {
 		for k, i := range idx {
 			res[i] = BatchResult{Outcome: outs[k]}
@@ -112,6 +119,12 @@ func (s *Store) insertChunk(ctx context.Context, evs []syncevent.Event, idx []in
 	if (len(idx) > 1 && IsBadData(err)) || errors.Is(err, errAmbiguous) {
 		for _, i := range idx {
 			out, err := s.Insert(ctx, evs[i])
+			if err == nil && out == Conflict && !noticeDue.IsZero() {
+				// Insert writes no notice: the caller must settle this
+				// one the way that makes it findable (its record
+				// workflow, which finds the conflict already kept).
+				err = ErrConflictWithoutNotice
+			}
 			res[i] = BatchResult{Outcome: out, Err: err}
 		}
 		return
@@ -131,16 +144,16 @@ type storedRow struct {
 // below when the store is set up for it (SingleStatementInserts) and every
 // event has a message ID (which is what tells a row this batch committed
 // from an older copy), else one transaction (insertBatchTx).
-func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event) ([]Outcome, error) {
+func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event, noticeDue time.Time) ([]Outcome, error) {
 	if !s.SingleStatementInserts {
-		return s.insertBatchTx(ctx, batch)
+		return s.insertBatchTx(ctx, batch, noticeDue)
 	}
 	for _, ev := range batch {
 		if ev.MessageID == "" {
-			return s.insertBatchTx(ctx, batch)
+			return s.insertBatchTx(ctx, batch, noticeDue)
 		}
 	}
-	return s.insertBatchAutocommit(ctx, batch)
+	return s.insertBatchAutocommit(ctx, batch, noticeDue)
 }
 
 // insertBatchTx is one attempt at one batch transaction: BEGIN; a
@@ -155,7 +168,7 @@ func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event) ([
 // in REPEATABLE READ a locking read of a missing key takes a gap lock, and
 // new keys mostly land in the same gap (keys grow), so every pair of
 // concurrent batches would deadlock on their inserts into it.
-func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event) ([]Outcome, error) {
+func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event, noticeDue time.Time) ([]Outcome, error) {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, wrap("insert batch: begin", err)
@@ -179,7 +192,7 @@ func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event) ([]O
 		for k := range outs {
 			outs[k] = Inserted
 		}
-	} else if err := classifyTx(ctx, tx, batch, inserted, outs); err != nil {
+	} else if err := classifyTx(ctx, tx, batch, inserted, outs, noticeDue); err != nil {
 		return nil, err
 	}
 
@@ -197,11 +210,17 @@ func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event) ([]O
 
 // classifyTx is classify inside the batch's transaction, conflicts
 // written in it too.
-func classifyTx(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, inserted int64, outs []Outcome) error {
+func classifyTx(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, inserted int64, outs []Outcome, noticeDue time.Time) error {
 	conflicts, stored, err := classify(ctx, tx, batch, inserted, outs)
 	if err != nil || len(conflicts) == 0 {
 		return err
 	}
+	return writeConflicts(ctx, tx, batch, conflicts, stored, noticeDue)
+}
+
+// writeConflicts keeps the conflicting versions and, with a non-zero
+// noticeDue, their record notices, inside tx.
+func writeConflicts(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, conflicts []int, stored map[string]storedRow, noticeDue time.Time) error {
 	args := make([]any, 0, 5*len(conflicts))
 	for _, k := range conflicts {
 		ev := batch[k]
@@ -210,7 +229,14 @@ func classifyTx(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, insert
 	if _, err := tx.ExecContext(ctx, insertConflictsSQL(len(conflicts)), args...); err != nil {
 		return wrap("insert batch: conflicts", err)
 	}
-	return nil
+	if noticeDue.IsZero() {
+		return nil
+	}
+	notices := make([]Notice, len(conflicts))
+	for i, k := range conflicts {
+		notices[i] = Notice{Key: batch[k].Key, MessageID: batch[k].MessageID, Outcome: string(Conflict)}
+	}
+	return insertNotices(ctx, tx, notices, noticeDue)
 }
 
 // insertBatchAutocommit is one attempt at one batch. Its first statement is a
@@ -232,7 +258,7 @@ func classifyTx(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, insert
 // new rows committed but reports no outcome; the caller's retry finds them
 // as its own (Inserted), so nothing is acked before it is stored and
 // nothing is stored twice.
-func (s *Store) insertBatchAutocommit(ctx context.Context, batch []syncevent.Event) ([]Outcome, error) {
+func (s *Store) insertBatchAutocommit(ctx context.Context, batch []syncevent.Event, noticeDue time.Time) ([]Outcome, error) {
 	inserted, err := insertRecords(ctx, s.DB, batch)
 	if err != nil {
 		return nil, err
@@ -248,12 +274,12 @@ func (s *Store) insertBatchAutocommit(ctx context.Context, batch []syncevent.Eve
 	if err != nil || len(conflicts) == 0 {
 		return outs, err
 	}
-	return outs, s.insertConflicts(ctx, batch, conflicts, stored)
+	return outs, s.insertConflicts(ctx, batch, conflicts, stored, noticeDue)
 }
 
 // insertConflicts keeps the conflicting versions, in a transaction so a
 // failure at COMMIT is seen as such (and tests can break it there).
-func (s *Store) insertConflicts(ctx context.Context, batch []syncevent.Event, conflicts []int, stored map[string]storedRow) error {
+func (s *Store) insertConflicts(ctx context.Context, batch []syncevent.Event, conflicts []int, stored map[string]storedRow, noticeDue time.Time) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap("insert batch: begin", err)
@@ -264,13 +290,8 @@ func (s *Store) insertConflicts(ctx context.Context, batch []syncevent.Event, co
 			_ = tx.Rollback() // the statement or commit error is the one to report
 		}
 	}()
-	args := make([]any, 0, 5*len(conflicts))
-	for _, k := range conflicts {
-		ev := batch[k]
-		args = append(args, ev.Key, nullString(ev.MessageID), ev.Payload, ev.Hash, stored[ev.Key].hash)
-	}
-	if _, err := tx.ExecContext(ctx, insertConflictsSQL(len(conflicts)), args...); err != nil {
-		return wrap("insert batch: conflicts", err)
+	if err := writeConflicts(ctx, tx, batch, conflicts, stored, noticeDue); err != nil {
+		return err
 	}
 	if s.beforeCommit != nil {
 		if err := s.beforeCommit(ctx, tx); err != nil {

@@ -110,6 +110,31 @@ var migrations = []migration{
 	{version: 3, name: "quarantine keeps the full raw key", addColumns: []column{
 		{"sync_quarantine", "raw_key", "BLOB NULL"},
 	}},
+	// Flood mode stores conflicts and quarantines in its bulk transaction
+	// and acks them at once; their record workflows (what the Web UI's
+	// SyncOutcome filter finds) are started afterwards. A row here, written
+	// in the same transaction, is the promise of that start (an outbox):
+	// deleted once the workflow exists, taken over by another worker's
+	// sweep once due_at passes, so a crash between the commit and the start
+	// cannot hide a record from the Web UI. The unique key folds a
+	// redelivery's notice into the pending one. claim marks the rows one
+	// sweep took (store.ClaimNotices).
+	{version: 4, name: "record notices (flood mode's outbox)", stmts: []string{
+		`CREATE TABLE IF NOT EXISTS record_notices (
+			id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+			local_record_id VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+			message_id VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+			outcome VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+			reason VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
+			created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+			due_at DATETIME(3) NOT NULL,
+			claim CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL,
+			PRIMARY KEY (id),
+			UNIQUE KEY uq_record_notices_message (local_record_id, message_id, outcome),
+			KEY ix_record_notices_due (due_at),
+			KEY ix_record_notices_claim (claim)
+		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
+	}},
 }
 
 // SchemaVersion is the newest schema version this binary knows.

@@ -323,9 +323,27 @@ const quarantineSQL = `INSERT INTO sync_quarantine
 // existing row's ID. Entries without a MessageID cannot be matched and each
 // gets its own row.
 func (s *Store) Quarantine(ctx context.Context, q QuarantineEntry) (int64, error) {
+	args, err := quarantineArgs(q)
+	if err != nil {
+		return 0, err
+	}
+	res, err := s.DB.ExecContext(ctx, quarantineSQL, append(args, q.ConsumedTimes)...)
+	if err != nil {
+		return 0, wrap("quarantine", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, wrap("quarantine: last insert id", err)
+	}
+	return id, nil
+}
+
+// quarantineArgs are q's values for the columns of quarantineSQL, in order,
+// clipped to fit.
+func quarantineArgs(q QuarantineEntry) ([]any, error) {
 	reason := clip(q.Reason, qReasonChars)
 	if reason == "" {
-		return 0, errors.New("store: quarantine: empty reason")
+		return nil, errors.New("store: quarantine: empty reason")
 	}
 	body := q.Body
 	if len(body) > qBodyBytes {
@@ -337,18 +355,9 @@ func (s *Store) Quarantine(ctx context.Context, q QuarantineEntry) (int64, error
 	if q.Key != "" && len(q.Key) <= qRawKeyBytes {
 		rawKey = []byte(q.Key)
 	}
-	res, err := s.DB.ExecContext(ctx, quarantineSQL,
-		nullString(clip(q.Key, qKeyChars)), rawKey, nullString(clip(q.MessageID, qIDChars)),
+	return []any{nullString(clip(q.Key, qKeyChars)), rawKey, nullString(clip(q.MessageID, qIDChars)),
 		nullString(clip(q.Tag, qTagChars)), reason, clip(q.Detail, qDetailChars),
-		body, q.ConsumedTimes, q.ConsumedTimes)
-	if err != nil {
-		return 0, wrap("quarantine", err)
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return 0, wrap("quarantine: last insert id", err)
-	}
-	return id, nil
+		body, q.ConsumedTimes}, nil
 }
 
 // clip makes s storable in a utf8mb4 VARCHAR(max): invalid bytes replaced,

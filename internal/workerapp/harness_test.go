@@ -306,3 +306,84 @@ func (p *pipe) verify(e expectation) {
 		p.t.Fatalf("%d quarantined, want %d", len(gotQ), len(e.quarantine))
 	}
 }
+
+// waitFindable waits until every conflict and every keyed quarantine in the
+// database is findable in the Web UI (a record run of its key with that
+// SyncOutcome, whichever path stored it) and no record notice is pending,
+// then checks nothing is hidden.
+func (p *pipe) waitFindable(timeout time.Duration) {
+	p.t.Helper()
+	want := map[string][]string{
+		"conflict":    p.keys("SELECT DISTINCT local_record_id FROM sync_conflicts"),
+		"quarantined": p.keys("SELECT DISTINCT local_record_id FROM sync_quarantine WHERE local_record_id IS NOT NULL"),
+	}
+	var missing []string
+	deadline := time.Now().Add(timeout)
+	for {
+		missing = missing[:0]
+		for outcome, keys := range want {
+			shown := p.workflowIDs("SyncOutcome = '" + outcome + "'")
+			for _, k := range keys {
+				if !shown[contract.RecordWorkflowID(p.prefix, k)] {
+					missing = append(missing, outcome+" "+k)
+				}
+			}
+		}
+		var pending int
+		if err := p.env.DB.QueryRow("SELECT COUNT(*) FROM record_notices").Scan(&pending); err != nil {
+			p.t.Fatal(err)
+		}
+		if len(missing) == 0 && pending == 0 {
+			p.t.Logf("findable: %d conflict keys, %d quarantined keys", len(want["conflict"]), len(want["quarantined"]))
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("after %s, %d records needing a person are not findable by SyncOutcome (e.g. %v); %d notices pending",
+				timeout, len(missing), missing[:min(5, len(missing))], pending)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// keys runs a one-column query over the test's database.
+func (p *pipe) keys(q string) []string {
+	p.t.Helper()
+	rows, err := p.env.DB.Query(q)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			p.t.Fatal(err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		p.t.Fatal(err)
+	}
+	return out
+}
+
+// workflowIDs lists the IDs of this test's record runs matching extra,
+// open or closed.
+func (p *pipe) workflowIDs(extra string) map[string]bool {
+	p.t.Helper()
+	q := fmt.Sprintf("%s AND TaskQueue = '%s' AND %s", contract.RecordTypesQuery, p.env.TaskQueue, extra)
+	out := map[string]bool{}
+	var token []byte
+	for {
+		resp, err := p.env.Client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			p.t.Fatalf("list %q: %v", q, err)
+		}
+		for _, e := range resp.GetExecutions() {
+			out[e.GetExecution().GetWorkflowId()] = true
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return out
+		}
+	}
+}

@@ -60,6 +60,9 @@ type Options struct {
 	// threshold and sampling interval (tests); zero means the defaults
 	// (DefaultStuckAfter, 30 s).
 	StuckAfter, StuckSampleEvery time.Duration
+	// NoticeHook, if set, runs before each record notice is started
+	// (tests hold notices there to stand for a crash after the commit).
+	NoticeHook func(context.Context, store.Notice)
 }
 
 // Register adds the pipeline's workflows and activities to w. Shared with
@@ -204,8 +207,16 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	stopStuck := stuck.Start(ctx)
 	defer stopStuck()
 
+	// Record runs of flood mode's conflicts and quarantines (and, on any
+	// worker, the overdue ones a dead worker left in the outbox).
+	notices := &activities.Notices{
+		Temporal: tc, Store: st, TaskQueue: cfg.Temporal.TaskQueue, WorkflowIDPrefix: cfg.Pipeline.WorkflowIDPrefix,
+		Topic: cfg.MQ.Topic, Group: cfg.MQ.Group, Metrics: reg.Pipeline, Log: log.With("component", "record-notices"),
+		Lease: cfg.Pipeline.FloodNoticeLease, BeforeStart: o.NoticeHook,
+	}
 	acts := &activities.Activities{
-		Store: st,
+		Store:   st,
+		Notices: notices,
 		// The legacy shape is the pre-lean baseline: one transaction per insert.
 		Committer: committerUnless(o.LegacyShape, commits),
 		Bulk:      st,
@@ -304,6 +315,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 		defer stopKeeper()
 	}
+	noticeCtx, stopNotices := context.WithCancel(context.WithoutCancel(ctx))
+	noticesDone := make(chan struct{})
+	go func() { defer close(noticesDone); notices.Run(noticeCtx) }()
+	defer func() { stopNotices(); <-noticesDone }()
 	log.Info("worker running", "taskQueue", cfg.Temporal.TaskQueue, "pollers", cfg.Pipeline.Pollers, "metrics", metricsAddr)
 	if o.Ready != nil {
 		o.Ready(metricsAddr)
