@@ -10,9 +10,11 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/metrics"
+	"github.com/syncbridge/syncbridge/internal/searchattr"
 	"github.com/syncbridge/syncbridge/internal/store"
 )
 
@@ -22,23 +24,23 @@ type NoticeStore interface {
 	DeleteNotices(ctx context.Context, ns []store.Notice) error
 }
 
-// Notices starts the record workflows that make flood mode's conflicts and
-// quarantines findable in the Web UI (SyncOutcome), after their messages
-// were stored and acked in bulk. Each is a RecordWorkflowV2 run for the
-// key whose input carries the message as already done (the state a run
-// hands over at continue-as-new): it only sets SyncOutcome and completes,
-// holds no body (no patient data reaches Temporal), and takes redeliveries
-// of the key by signal like any record run. Workers that know
-// RecordWorkflowV2 already run such input, so no new workflow type is
-// needed.
+// Notices makes flood mode's conflicts and quarantines findable in the Web
+// UI after their messages were stored and acked in bulk: it starts
+// FloodNotice runs, one per batch of notices with the same outcome, with
+// SyncOutcome and SyncKeys (the records' keys) set at start. A run per
+// record would cost the cluster as much as the record workflows flood mode
+// exists to avoid (on the benchmark, those runs took more than half the
+// CPU of a drain with 5% exceptions); a run per batch costs one start for
+// up to maxNoticeRecords records. The run holds no body, so no patient
+// data reaches Temporal.
 //
 // Notices a worker got from its own commits are started at once, off the
 // drain's path. Every notice is also a row in the outbox, written with the
-// conflict or quarantine it announces; the row is deleted once its run
-// exists. A worker that dies in between leaves the row, and once its due
-// time passes (Lease after the commit) any worker's sweep claims and
-// starts it. A start may so happen twice (a sweep racing a slow start):
-// that is a second run showing the same outcome, never a hidden record.
+// conflict or quarantine it announces; the rows are deleted once their
+// run exists. A worker that dies in between leaves the rows, and once
+// their due time passes (Lease after the commit) any worker's sweep claims
+// and starts them. A record may so be listed by two runs (a sweep racing
+// a slow start), never by none.
 type Notices struct {
 	Temporal         client.Client
 	Store            NoticeStore
@@ -52,7 +54,7 @@ type Notices struct {
 	// Lease/3, so a notice whose worker died is started within about
 	// 1.3 x Lease.
 	Lease time.Duration
-	// Concurrency is how many starts run at once. Zero: 8.
+	// Concurrency is how many starts run at once. Zero: 2.
 	Concurrency int
 	// BeforeStart, if set, runs before each start; a test blocks it to
 	// hold notices in the window between commit and start.
@@ -97,7 +99,7 @@ func (n *Notices) Run(ctx context.Context) {
 	n.init()
 	conc := n.Concurrency
 	if conc <= 0 {
-		conc = 8
+		conc = 2
 	}
 	var wg sync.WaitGroup
 	for range conc {
@@ -137,80 +139,109 @@ func (n *Notices) sweeper(ctx context.Context) {
 	}
 }
 
-// starter starts queued notices and deletes the delivered ones from the
-// outbox in small batches.
+// Bounds of one notice run: the records it lists, and their keys' bytes,
+// since SyncKeys is one search attribute value (Temporal's default limit
+// is 2 KiB per value).
+const (
+	maxNoticeRecords  = 64
+	maxNoticeKeyBytes = 1536
+)
+
+// starter takes queued notices in batches, starts their runs and deletes
+// the delivered ones from the outbox.
 func (n *Notices) starter(ctx context.Context) {
-	const batch = 32
 	for {
-		var x store.Notice
+		var batch []store.Notice
 		select {
 		case <-ctx.Done():
 			return
-		case x = <-n.queue:
+		case x := <-n.queue:
+			batch = append(batch, x)
 		}
-		done := make([]store.Notice, 0, batch)
-		for {
-			if n.start(ctx, x) {
-				done = append(done, x)
-			}
-			if len(done) == batch {
-				break
-			}
-			var more bool
+	more:
+		for len(batch) < 4*maxNoticeRecords {
 			select {
-			case x, more = <-n.queue:
+			case x := <-n.queue:
+				batch = append(batch, x)
 			default:
+				break more
 			}
-			if !more {
-				break
+		}
+		var done []store.Notice
+		for _, group := range noticeGroups(batch) {
+			if n.start(ctx, group) {
+				done = append(done, group...)
 			}
 		}
 		if len(done) == 0 {
 			continue
 		}
 		if err := n.Store.DeleteNotices(context.WithoutCancel(ctx), done); err != nil {
-			// The rows come back to a sweep: a second run for the same
-			// outcome, not a lost one.
+			// The rows come back to a sweep: a record listed twice, not
+			// a hidden one.
 			n.Log.Warn("deleting delivered record notices failed", "notices", len(done), "error", err)
 		}
 	}
 }
 
-// start starts the notice's run and reports whether it exists now. A
-// key whose run is running is left to the sweep: that run may close any
-// moment, and the notice must then be a run of its own.
-func (n *Notices) start(ctx context.Context, x store.Notice) bool {
+// noticeGroups splits a batch by outcome (a run shows one SyncOutcome) and
+// into runs within the bounds above, in arrival order.
+func noticeGroups(batch []store.Notice) [][]store.Notice {
+	var out [][]store.Notice
+	open := map[string]int{} // outcome -> index in out of its open group
+	bytes := map[string]int{}
+	for _, x := range batch {
+		i, ok := open[x.Outcome]
+		size := len(x.Key) + 4
+		if !ok || len(out[i]) == maxNoticeRecords || bytes[x.Outcome]+size > maxNoticeKeyBytes {
+			out = append(out, nil)
+			i = len(out) - 1
+			open[x.Outcome], bytes[x.Outcome] = i, 0
+		}
+		out[i] = append(out[i], x)
+		bytes[x.Outcome] += size
+	}
+	return out
+}
+
+// start starts the notice run of group and reports whether it exists now.
+func (n *Notices) start(ctx context.Context, group []store.Notice) bool {
 	if n.BeforeStart != nil {
-		n.BeforeStart(ctx, x)
+		for _, x := range group {
+			n.BeforeStart(ctx, x)
+		}
 	}
 	if ctx.Err() != nil {
 		return false
 	}
+	in := contract.FloodNoticeInput{Outcome: contract.Outcome(group[0].Outcome), Topic: n.Topic, Group: n.Group}
+	keys := make([]string, 0, len(group))
+	for _, x := range group {
+		in.Records = append(in.Records, contract.NoticeRecord{Key: x.Key, MessageID: x.MessageID, Reason: x.Reason})
+		keys = append(keys, x.Key)
+	}
 	opts := client.StartWorkflowOptions{
-		ID:                                       contract.RecordWorkflowID(n.WorkflowIDPrefix, x.Key),
-		TaskQueue:                                n.TaskQueue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		ID:        contract.FloodNoticeWorkflowID(n.WorkflowIDPrefix, in),
+		TaskQueue: n.TaskQueue,
+		// The ID is the notice's content: one that exists, open or
+		// closed, is this notice delivered.
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		EnableEagerStart:                         true,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			searchattr.Outcome.ValueSet(group[0].Outcome), searchattr.Keys.ValueSet(keys)),
 	}
-	in := contract.RecordInput{Key: x.Key, Topic: n.Topic, Group: n.Group, Carried: &contract.CarriedState{
-		Done: []contract.DoneMessage{{Delivery: contract.Delivery{MessageID: x.MessageID}, Outcome: contract.Outcome(x.Outcome), Reason: x.Reason}},
-	}}
 	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
 	for attempt := 1; ; attempt++ {
-		_, err := n.Temporal.ExecuteWorkflow(ctx, opts, contract.RecordWorkflowV2Name, in)
-		if err == nil {
-			n.Metrics.NoticesStarted.Inc(1)
-			return true
-		}
+		_, err := n.Temporal.ExecuteWorkflow(ctx, opts, contract.FloodNoticeWorkflowName, in)
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
-		if errors.As(err, &already) {
-			return false
+		if err == nil || errors.As(err, &already) {
+			n.Metrics.NoticesStarted.Inc(int64(len(group)))
+			return true
 		}
 		if attempt == 5 || ctx.Err() != nil {
 			if ctx.Err() == nil {
-				n.Log.Warn("starting a record notice failed; a sweep retries it", "workflowId", opts.ID, "error", err)
+				n.Log.Warn("starting a flood notice failed; a sweep retries it", "workflowId", opts.ID, "records", len(group), "error", err)
 			}
 			return false
 		}

@@ -17,4 +17,5 @@ func Register(r worker.WorkflowRegistry) {
 	r.RegisterWorkflowWithOptions(ReconcileWorkflow, workflow.RegisterOptions{Name: contract.ReconcileWorkflowName})
 	r.RegisterWorkflowWithOptions(ReplayQuarantineWorkflow, workflow.RegisterOptions{Name: contract.ReplayQuarantineWorkflowName})
 	r.RegisterWorkflowWithOptions(ResolveConflictWorkflow, workflow.RegisterOptions{Name: contract.ResolveConflictWorkflowName})
+	r.RegisterWorkflowWithOptions(FloodNoticeWorkflow, workflow.RegisterOptions{Name: contract.FloodNoticeWorkflowName})
 }

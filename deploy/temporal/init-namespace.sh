@@ -27,18 +27,25 @@ else
 fi
 
 # SyncOutcome (Keyword): the record workflow's terminal result, used by the
-# Web UI filters in the runbook. Keep in step with internal/searchattr.
-if temporal operator search-attribute list --address "$ADDR" --namespace "$NS" | grep -qw SyncOutcome; then
+# Web UI filters in the runbook. SyncKeys (KeywordList): the records a flood
+# notice lists. Keep in step with internal/searchattr.
+existing=$(temporal operator search-attribute list --address "$ADDR" --namespace "$NS")
+if echo "$existing" | grep -qw SyncOutcome; then
   echo "init-namespace: search attribute SyncOutcome exists"
 else
   temporal operator search-attribute create --address "$ADDR" --namespace "$NS" --name SyncOutcome --type Keyword
+fi
+if echo "$existing" | grep -qw SyncKeys; then
+  echo "init-namespace: search attribute SyncKeys exists"
+else
+  temporal operator search-attribute create --address "$ADDR" --namespace "$NS" --name SyncKeys --type KeywordList
 fi
 
 # A new namespace and attribute reach every frontend cache within seconds;
 # wait until a query naming the attribute is accepted, so the first record
 # workflow can upsert it.
 attempt=0
-until temporal workflow count --address "$ADDR" --namespace "$NS" --query 'SyncOutcome IS NULL' >/dev/null 2>&1; do
+until temporal workflow count --address "$ADDR" --namespace "$NS" --query 'SyncOutcome IS NULL AND SyncKeys IS NULL' >/dev/null 2>&1; do
   attempt=$((attempt + 1))
   if [ "$attempt" -ge 60 ]; then
     echo "init-namespace: SyncOutcome not queryable in $NS after 60 attempts" >&2

@@ -7,6 +7,8 @@
 package contract
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +35,12 @@ const (
 	// them during a rolling deploy. RecordWorkflowName stays registered for
 	// executions started before the change.
 	RecordWorkflowV2Name = "RecordWorkflowV2"
+
+	// FloodNoticeWorkflowName shows conflicts and quarantines flood mode
+	// stored and acked in bulk: one run per group of them and outcome,
+	// listing its records (activities.Notices). Its ID is
+	// FloodNoticeWorkflowID.
+	FloodNoticeWorkflowName = "FloodNotice"
 
 	// SignalDelivery carries a (re)delivery of a message to the record
 	// workflow that owns its key.
@@ -175,4 +183,44 @@ func RecordWorkflowID(prefix, key string) string {
 // KeyFromWorkflowID reverses RecordWorkflowID.
 func KeyFromWorkflowID(prefix, id string) string {
 	return strings.TrimPrefix(id, prefix)
+}
+
+// NoticeRecord is one record a flood notice shows: which message, and the
+// quarantine reason if it was quarantined. Never patient data.
+type NoticeRecord struct {
+	Key       string
+	MessageID string
+	Reason    string `json:",omitempty"`
+}
+
+// FloodNoticeInput is a flood notice: records that need a person, all with
+// the same outcome (conflict or quarantined), stored in bulk and acked.
+type FloodNoticeInput struct {
+	Outcome      Outcome
+	Topic, Group string
+	Records      []NoticeRecord
+}
+
+// FloodNoticeResult is what the notice shows in the Web UI.
+type FloodNoticeResult struct {
+	Outcome Outcome
+	Records []NoticeRecord
+}
+
+// FloodNoticeWorkflowID names a notice by its records: starting the same
+// notice twice (a start retried after a lost reply, a sweep racing a slow
+// start) finds the first instead of adding another. The reserved
+// "syncbridge-" prefix keeps it apart from every record ID.
+func FloodNoticeWorkflowID(prefix string, in FloodNoticeInput) string {
+	h := sha256.New()
+	h.Write([]byte(prefix))
+	h.Write([]byte{0})
+	h.Write([]byte(in.Outcome))
+	for _, r := range in.Records {
+		h.Write([]byte{0})
+		h.Write([]byte(r.Key))
+		h.Write([]byte{0})
+		h.Write([]byte(r.MessageID))
+	}
+	return "syncbridge-notice-" + hex.EncodeToString(h.Sum(nil)[:16])
 }

@@ -16,6 +16,10 @@ var (
 	// Outcome is the terminal result of a record: inserted, duplicate,
 	// conflict or quarantined. Empty while the record is in flight.
 	Outcome = temporal.NewSearchAttributeKeyKeyword("SyncOutcome")
+	// Keys lists the message keys (device record IDs) a flood notice
+	// shows (workflows.FloodNoticeWorkflow), so `SyncKeys = 'rec-1'`
+	// finds the notice of one record among those of its group.
+	Keys = temporal.NewSearchAttributeKeyKeywordList("SyncKeys")
 )
 
 // All returns every custom attribute with its index type, for registration
@@ -23,5 +27,6 @@ var (
 func All() map[string]enumspb.IndexedValueType {
 	return map[string]enumspb.IndexedValueType{
 		Outcome.GetName(): enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		Keys.GetName():    enumspb.INDEXED_VALUE_TYPE_KEYWORD_LIST,
 	}
 }

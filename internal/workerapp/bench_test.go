@@ -103,27 +103,22 @@ func BenchmarkDrain(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		var ceiling, lean, legacy, flood drainResult
-		var plain float64
+		var ceiling, lean, legacy drainResult
 		for _, ph := range benchSequence {
-			if len(phases) > 0 && !phases[ph] {
+			if len(phases) > 0 && !phases[ph] && !(ph == "flood" && (phases["bulk"] || phases["plain"])) {
 				continue
 			}
 			switch ph {
 			case "ceiling":
 				ceiling = ceiling.add(ph, benchCeiling(b, n))
 			case "lean":
-				lean = lean.add(ph, benchPipeline(b, n, "lean"))
+				lean = lean.add(ph, benchPipeline(b, benchData(n, "bench-", 0.01), "lean"))
 			case "legacy":
-				legacy = legacy.add(ph, benchPipeline(b, n, "legacy"))
+				legacy = legacy.add(ph, benchPipeline(b, benchData(n, "bench-", 0.01), "legacy"))
 			case "flood":
-				// Flood mode and its baseline drain three times the
-				// backlog: at a thousand messages a second, 2,000 last
-				// under two seconds, which start-up transients and the
-				// last acks' flush would dominate.
-				flood = flood.add(ph, benchPipeline(b, 3*n, "flood"))
-			case "plain":
-				plain = benchPlainConsumer(b, 3*n)
+				// Flood mode, its bulk ceiling and its baseline, for
+				// each exception mix (bench_flood_test.go).
+				benchFloodFamily(b, 5*n, phases)
 			case "recovery":
 				b.ReportMetric(benchRecovery(b, 3*n/2).Seconds(), "recovery_s")
 			}
@@ -154,18 +149,6 @@ func BenchmarkDrain(b *testing.B) {
 			fmt.Printf("legacy shape: %.1f events/record, %.2f actions/record, %.2f db statements/msg, %.2f mq calls/msg\n",
 				legacy.eventsPerRecord, legacy.actionsPerRecord, legacy.stmtsPerMsg, legacy.mqPerMsg)
 		}
-		if flood.runs > 0 {
-			b.ReportMetric(flood.rate(), "flood_msgs/s")
-			b.ReportMetric(flood.stmtsPerMsg, "flood_db_stmts/msg")
-			b.ReportMetric(flood.tripsPerMsg, "flood_db_round_trips/msg")
-			b.ReportMetric(flood.mqPerMsg, "flood_mq_calls/msg")
-		}
-		if plain > 0 {
-			b.ReportMetric(plain, "plain_consumer_msgs/s")
-			if flood.runs > 0 {
-				b.ReportMetric(flood.rate()/plain, "flood_x_plain")
-			}
-		}
 	}
 }
 
@@ -179,7 +162,7 @@ func BenchmarkDrain(b *testing.B) {
 // grows steadily with the work done cancels out of their ratios. Flood mode
 // and the plain consumer come after them; the plain loop uses no Temporal,
 // so flood mode is the one handicapped there, and its ratio is a lower bound.
-var benchSequence = []string{"ceiling", "lean", "legacy", "legacy", "lean", "ceiling", "flood", "plain", "recovery"}
+var benchSequence = []string{"ceiling", "lean", "legacy", "legacy", "lean", "ceiling", "flood", "recovery"}
 
 // add folds one more run of a shape into r (printing it): the rate over
 // both runs is their messages over their time, the per-message and
@@ -187,9 +170,14 @@ var benchSequence = []string{"ceiling", "lean", "legacy", "legacy", "lean", "cei
 func (r drainResult) add(shape string, run drainResult) drainResult {
 	// Printed, not logged: a benchmark's log keeps only its first ten
 	// lines, and the drift between the runs is part of the result.
-	fmt.Printf("%s, run %d: %d messages in %s, %.1f msgs/s; records lived %s (median), %s (90th percentile)\n",
-		shape, r.runs+1, run.msgs, run.elapsed.Round(time.Millisecond), run.rate(),
-		run.life50.Round(time.Millisecond), run.life90.Round(time.Millisecond))
+	line := fmt.Sprintf("%s, run %d: %d messages in %s, %.1f msgs/s", shape, r.runs+1, run.msgs, run.elapsed.Round(time.Millisecond), run.rate())
+	if run.life50 > 0 {
+		line += fmt.Sprintf("; records lived %s (median), %s (90th percentile)", run.life50.Round(time.Millisecond), run.life90.Round(time.Millisecond))
+	}
+	if run.findable > 0 {
+		line += fmt.Sprintf("; %d record runs, the last conflict or quarantine findable %s after the first consume", run.records, run.findable.Round(time.Millisecond))
+	}
+	fmt.Println(line)
 	k := float64(r.runs)
 	mean := func(a, b float64) float64 { return (a*k + b) / (k + 1) }
 	return drainResult{
@@ -205,6 +193,8 @@ func (r drainResult) add(shape string, run drainResult) drainResult {
 		mqPerMsg:         mean(r.mqPerMsg, run.mqPerMsg),
 		life50:           time.Duration(mean(float64(r.life50), float64(run.life50))),
 		life90:           time.Duration(mean(float64(r.life90), float64(run.life90))),
+		findable:         time.Duration(mean(float64(r.findable), float64(run.findable))),
+		records:          r.records + run.records,
 	}
 }
 
@@ -302,11 +292,13 @@ type drainResult struct {
 	eventsPerRecord, actionsPerRecord  float64
 	insertedEvents, insertedActions    float64
 	stmtsPerMsg, tripsPerMsg, mqPerMsg float64
+	findable                           time.Duration // flood: first consume to the last record notice started
+	records                            int           // record workflow runs the drain left
 }
 
 // benchPipeline drains the backlog with one worker in shape "lean" (the
 // default), "legacy" or "flood".
-func benchPipeline(b *testing.B, n int, shape string) drainResult {
+func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drainResult {
 	vars := map[string]string{"SYNCBRIDGE_POLLERS": "2", "SYNCBRIDGE_MAX_INFLIGHT": "400", "SYNCBRIDGE_LOG_LEVEL": "warn"}
 	if shape == "flood" {
 		vars["SYNCBRIDGE_FLOOD_MODE"] = "true"
@@ -339,7 +331,6 @@ func benchPipeline(b *testing.B, n int, shape string) drainResult {
 	w := p.worker(Options{Logger: quietLogger()})
 	_ = w.stop()
 
-	msgs := benchData(n, "bench-", 0.01)
 	p.publish(msgs)
 	mqCalls.Store(0)
 
@@ -348,14 +339,28 @@ func benchPipeline(b *testing.B, n int, shape string) drainResult {
 	w = p.worker(Options{LegacyShape: legacy, Logger: quietLogger()})
 	elapsed := clock.waitAcked(b, shape, p, len(msgs), 30*time.Minute)
 	stopProfile()
+	var findable time.Duration
+	if shape == "flood" {
+		// Conflicts and quarantines were acked with their bulk commit;
+		// their record runs are started after it. How long until the
+		// last one exists, counted from the first consume like the drain.
+		waitBench(b, 5*time.Minute, func() bool {
+			var pending int
+			if err := p.env.DB.QueryRow("SELECT COUNT(*) FROM record_notices").Scan(&pending); err != nil {
+				b.Fatal(err)
+			}
+			return pending == 0
+		})
+		findable = time.Since(time.Unix(0, clock.first.Load()))
+	}
 	p.waitDrained(len(msgs), 5*time.Minute) // and every record run completed
 	p50, p90 := recordLifetimes(b, p.env.Client, p.env.TaskQueue)
 	stmts, trips := tap.statements.Load()-stmts0, tap.trips.Load()-trips0
 	_ = w.stop()
 
 	all, inserted := historyCosts(b, p)
-	b.Logf("%s: drained %d messages (%d keys) in %s: %d record workflows, %d broker calls, %d statements, %d round trips",
-		shape, len(msgs), n*4/5, elapsed.Round(time.Millisecond), all.records, mqCalls.Load(), stmts, trips)
+	b.Logf("%s: drained %d messages in %s: %d record workflows, %d broker calls, %d statements, %d round trips",
+		shape, len(msgs), elapsed.Round(time.Millisecond), all.records, mqCalls.Load(), stmts, trips)
 	m := float64(len(msgs))
 	return drainResult{
 		runs:             1,
@@ -370,6 +375,8 @@ func benchPipeline(b *testing.B, n int, shape string) drainResult {
 		stmtsPerMsg:      float64(stmts) / m,
 		tripsPerMsg:      float64(trips) / m,
 		mqPerMsg:         float64(mqCalls.Load()) / m,
+		findable:         findable,
+		records:          all.records,
 	}
 }
 
@@ -699,7 +706,7 @@ func decodeResult(p *pipe, payloads *commonpb.Payloads, v any) error {
 // workflow, no conflict record, no quarantine (bad input is acked and
 // dropped), no redelivery handling beyond the SELECT: none of the
 // guarantees, on the same emulator, database server and data.
-func benchPlainConsumer(b *testing.B, n int) float64 {
+func benchPlainConsumer(b *testing.B, msgs []syncevent.OutMessage) drainResult {
 	p := newPipe(b, mqemu.Config{InvisibleTime: time.Minute, Faults: mqemu.Faults{DuplicateRate: benchDupRate}, Seed: 1}, nil)
 	p.env.Logger = quietLogger()
 	db, err := store.Open(context.Background(), p.env.DSN, 4)
@@ -710,7 +717,6 @@ func benchPlainConsumer(b *testing.B, n int) float64 {
 	if err := store.New(db).Migrate(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	msgs := benchData(n, "plain-", 0.01)
 	p.publish(msgs)
 	c := mqclient.NewConsumer(mqclient.Endpoint{URL: p.env.MQURL, AccessKey: p.env.AccessKey, SecretKey: p.env.SecretKey, InstanceID: p.env.InstanceID},
 		p.env.Topic, p.env.Group, "")
@@ -750,8 +756,7 @@ func benchPlainConsumer(b *testing.B, n int) float64 {
 		}
 	}
 	elapsed := last.Sub(start)
-	b.Logf("plain consumer: %d messages in %s", len(msgs), elapsed.Round(time.Millisecond))
-	return float64(len(msgs)) / elapsed.Seconds()
+	return drainResult{runs: 1, msgs: len(msgs), elapsed: elapsed}
 }
 
 // sqlTap is a TCP proxy in front of the database that reads the client's

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/syncbridge/syncbridge/internal/config"
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/searchattr"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/testenv"
 )
@@ -322,9 +324,9 @@ func (p *pipe) waitFindable(timeout time.Duration) {
 	for {
 		missing = missing[:0]
 		for outcome, keys := range want {
-			shown := p.workflowIDs("SyncOutcome = '" + outcome + "'")
+			shown := p.shownKeys(outcome)
 			for _, k := range keys {
-				if !shown[contract.RecordWorkflowID(p.prefix, k)] {
+				if !shown[k] {
 					missing = append(missing, outcome+" "+k)
 				}
 			}
@@ -343,6 +345,35 @@ func (p *pipe) waitFindable(timeout time.Duration) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+// shownKeys returns the keys the Web UI shows with SyncOutcome = outcome:
+// record runs of the key, and flood notices listing it in SyncKeys.
+func (p *pipe) shownKeys(outcome string) map[string]bool {
+	p.t.Helper()
+	out := map[string]bool{}
+	for id := range p.workflowIDs(contract.RecordTypesQuery + " AND SyncOutcome = '" + outcome + "'") {
+		out[contract.KeyFromWorkflowID(p.prefix, id)] = true
+	}
+	q := fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s' AND SyncOutcome = '%s'", contract.FloodNoticeWorkflowName, p.env.TaskQueue, outcome)
+	resp, err := p.env.Client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000})
+	if err != nil {
+		p.t.Fatalf("list %q: %v", q, err)
+	}
+	for _, e := range resp.GetExecutions() {
+		var keys []string
+		payload := e.GetSearchAttributes().GetIndexedFields()[searchattr.Keys.GetName()]
+		if err := converter.GetDefaultDataConverter().FromPayload(payload, &keys); err != nil {
+			p.t.Fatalf("SyncKeys of %s: %v", e.GetExecution().GetWorkflowId(), err)
+		}
+		for _, k := range keys {
+			out[k] = true
+		}
+	}
+	if len(resp.GetNextPageToken()) > 0 {
+		p.t.Fatal("more than 1000 flood notices: page through them")
+	}
+	return out
 }
 
 // keys runs a one-column query over the test's database.
@@ -367,11 +398,11 @@ func (p *pipe) keys(q string) []string {
 	return out
 }
 
-// workflowIDs lists the IDs of this test's record runs matching extra,
-// open or closed.
+// workflowIDs lists the IDs of this test's runs matching query, open or
+// closed.
 func (p *pipe) workflowIDs(extra string) map[string]bool {
 	p.t.Helper()
-	q := fmt.Sprintf("%s AND TaskQueue = '%s' AND %s", contract.RecordTypesQuery, p.env.TaskQueue, extra)
+	q := fmt.Sprintf("TaskQueue = '%s' AND %s", p.env.TaskQueue, extra)
 	out := map[string]bool{}
 	var token []byte
 	for {

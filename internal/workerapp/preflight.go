@@ -112,13 +112,13 @@ func checkSearchAttributes(ctx context.Context, cfg config.Config, tc client.Cli
 	if len(missing) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("Temporal namespace %q lacks search attribute %s: records would insert and ack, then fail their last workflow task (register it: `temporal operator search-attribute create --namespace %s --name SyncOutcome --type Keyword`)",
+	return fmt.Sprintf("Temporal namespace %q lacks search attribute %s: records would insert and ack, then fail their last workflow task (register: `temporal operator search-attribute create --namespace %s --name SyncOutcome --type Keyword` and `... --name SyncKeys --type KeywordList`)",
 		ns, strings.Join(missing, ", "), ns)
 }
 
 func checkSearchAttributesByQuery(ctx context.Context, cfg config.Config, tc client.Client) string {
 	for name, typ := range searchattr.All() {
-		if typ != enumspb.INDEXED_VALUE_TYPE_KEYWORD {
+		if typ != enumspb.INDEXED_VALUE_TYPE_KEYWORD && typ != enumspb.INDEXED_VALUE_TYPE_KEYWORD_LIST {
 			continue
 		}
 		_, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
@@ -126,7 +126,7 @@ func checkSearchAttributesByQuery(ctx context.Context, cfg config.Config, tc cli
 			Query:     name + " = 'syncbridge-preflight'",
 		})
 		if err != nil {
-			return fmt.Sprintf("Temporal namespace %q: a query on search attribute %s failed (is it registered as Keyword?): %v", cfg.Temporal.Namespace, name, err)
+			return fmt.Sprintf("Temporal namespace %q: a query on search attribute %s failed (is it registered, as %s?): %v", cfg.Temporal.Namespace, name, typ, err)
 		}
 	}
 	return ""
