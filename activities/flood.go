@@ -200,11 +200,15 @@ func (a *Activities) pollFlood(ctx context.Context, log sdklog.Logger, fl *flood
 	// cancelled, as a consumed batch always is (Poll).
 	held := dones
 	dones = nil
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Settings.PollWait+time.Minute)
+	// Sorted and asked about running keys now, while the previous group
+	// may still be settling: the visibility query is off the settle's
+	// critical path.
+	g := a.prepareFlood(sctx, msgs)
 	fl.settle(func() {
 		defer releaseBodies(held)
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.Settings.PollWait+time.Minute)
 		defer cancel()
-		a.settleFlood(sctx, f, log, msgs)
+		a.settleFlood(sctx, f, log, g)
 	})
 	return len(msgs), nil
 }
@@ -228,38 +232,11 @@ func releaseBodies(dones []func()) {
 // key twice at once), a message Temporal would refuse (CheckHandover
 // quarantines it), an exception whose key no notice can hold exactly, and
 // any message whose bulk commit failed.
-func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger, msgs []mqclient.Message) {
-	var (
-		deflt    []mqclient.Message // the default path
-		cands    []floodItem        // for the bulk path, unless their key runs
-		limits   = a.Settings.ParseLimits()
-		noticeOK = a.Notices != nil
-	)
-	for _, m := range msgs {
-		if m.Key != "" {
-			if _, _, ok := a.Settings.CheckHandover(m.Key, deliveryOf(m)); !ok {
-				deflt = append(deflt, m)
-				continue
-			}
-		}
-		ev, err := limits.Parse(m.Key, m.MessageID, m.Body)
-		if err == nil {
-			cands = append(cands, floodItem{m: m, ev: ev})
-			continue
-		}
-		// Bad input. A keyless message has no record workflow in either
-		// mode (quarantined and acked; starter quarantine list finds
-		// it); one with a key needs a notice that names it exactly.
-		var inv *syncevent.InvalidError
-		if !errors.As(err, &inv) || m.Key != "" && (!noticeOK || !store.NoticeKeyFits(m.Key, m.MessageID)) {
-			deflt = append(deflt, m)
-			continue
-		}
-		cands = append(cands, floodItem{m: m, bad: &store.QuarantineEntry{Key: m.Key, MessageID: m.MessageID, Tag: m.Tag,
-			Reason: inv.Reason, Detail: inv.Error(), Body: m.Body, ConsumedTimes: m.ConsumedTimes}})
-	}
-
-	running, err := a.runningKeys(ctx, cands)
+func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger, g *floodGroup) {
+	msgs, deflt, cands := g.msgs, g.deflt, g.cands
+	noticeOK := a.Notices != nil
+	r := <-g.running
+	running, err := r.keys, r.err
 	if err != nil {
 		// Unknown which keys have a running record: let every message
 		// take the default path this time rather than race one.
@@ -357,6 +334,63 @@ func (a *Activities) settleFlood(ctx context.Context, f Flood, log sdklog.Logger
 	}
 	a.handOverBatch(ctx, log, deflt)
 	wg.Wait()
+}
+
+// floodGroup is a gathered group sorted for settling: what goes the
+// default way, what the bulk path takes unless its key runs, and the
+// answer to which keys run.
+type floodGroup struct {
+	msgs    []mqclient.Message
+	deflt   []mqclient.Message
+	cands   []floodItem
+	running chan runningAnswer
+}
+
+type runningAnswer struct {
+	keys map[string]bool
+	err  error
+}
+
+// prepareFlood parses a group and starts asking which of its keys have a
+// running record workflow.
+func (a *Activities) prepareFlood(ctx context.Context, msgs []mqclient.Message) *floodGroup {
+	g := &floodGroup{msgs: msgs, running: make(chan runningAnswer, 1)}
+	var (
+		deflt    []mqclient.Message // the default path
+		cands    []floodItem        // for the bulk path, unless their key runs
+		limits   = a.Settings.ParseLimits()
+		noticeOK = a.Notices != nil
+	)
+	for _, m := range msgs {
+		if m.Key != "" {
+			if _, _, ok := a.Settings.CheckHandover(m.Key, deliveryOf(m)); !ok {
+				deflt = append(deflt, m)
+				continue
+			}
+		}
+		ev, err := limits.Parse(m.Key, m.MessageID, m.Body)
+		if err == nil {
+			cands = append(cands, floodItem{m: m, ev: ev})
+			continue
+		}
+		// Bad input. A keyless message has no record workflow in either
+		// mode (quarantined and acked; starter quarantine list finds
+		// it); one with a key needs a notice that names it exactly.
+		var inv *syncevent.InvalidError
+		if !errors.As(err, &inv) || m.Key != "" && (!noticeOK || !store.NoticeKeyFits(m.Key, m.MessageID)) {
+			deflt = append(deflt, m)
+			continue
+		}
+		cands = append(cands, floodItem{m: m, bad: &store.QuarantineEntry{Key: m.Key, MessageID: m.MessageID, Tag: m.Tag,
+			Reason: inv.Reason, Detail: inv.Error(), Body: m.Body, ConsumedTimes: m.ConsumedTimes}})
+	}
+
+	g.deflt, g.cands = deflt, cands
+	go func() {
+		keys, err := a.runningKeys(ctx, cands)
+		g.running <- runningAnswer{keys, err}
+	}()
+	return g
 }
 
 // floodItem is a message of a group on the bulk path: a parsed event, or

@@ -55,7 +55,9 @@ func benchFloodFamily(b *testing.B, n int, phases map[string]bool) {
 			b.ReportMetric(flood.findable.Seconds(), tag+"_findable_s")
 			b.ReportMetric(flood.stmtsPerMsg, tag+"_db_stmts/msg")
 			b.ReportMetric(flood.mqPerMsg, tag+"_mq_calls/msg")
-			b.ReportMetric(float64(flood.records)/float64(flood.msgs), tag+"_record_runs/msg")
+			b.ReportMetric(float64(flood.records)/float64(flood.msgs), tag+"_runs/msg")
+			b.ReportMetric(flood.eventsPerMsg, tag+"_events/msg")
+			b.ReportMetric(flood.actionsPerMsg, tag+"_actions/msg")
 		}
 		if bulk.runs > 0 {
 			b.ReportMetric(bulk.rate(), tag+"_bulk_msgs/s")
