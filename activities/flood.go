@@ -80,6 +80,7 @@ func (a *Activities) floodInit() Flood {
 	f := a.Settings.Flood.withDefaults()
 	a.flood.once.Do(func() {
 		a.flood.batches = f.Batches
+		a.Metrics.FloodGroupBatches.Update(float64(f.Batches))
 		if f.RowsPerSecond > 0 {
 			a.flood.limiter = rate.NewLimiter(rate.Limit(f.RowsPerSecond), max(1, int(f.RowsPerSecond)))
 		}
@@ -99,6 +100,7 @@ func (a *Activities) groupBatches() int {
 func (a *Activities) adapt(f Flood, took time.Duration) (slow bool) {
 	a.flood.mu.Lock()
 	defer a.flood.mu.Unlock()
+	defer func() { a.Metrics.FloodGroupBatches.Update(float64(a.flood.batches)) }()
 	if took > f.SlowCommit {
 		a.flood.batches = max(1, a.flood.batches/2)
 		return true
@@ -433,8 +435,11 @@ func (a *Activities) ackGroup(ctx context.Context, handles []string) error {
 	return firstErr
 }
 
+// runningPage is how many running records runningKeys lists at once.
+const runningPage = 100
+
 // runningKeys returns which of the messages' keys have a running record
-// workflow, in one visibility query per group.
+// workflow, in one visibility query per group (two when many run).
 func (a *Activities) runningKeys(ctx context.Context, items []floodItem) (map[string]bool, error) {
 	out := map[string]bool{}
 	ids := make([]string, 0, len(items))
@@ -452,6 +457,23 @@ func (a *Activities) runningKeys(ctx context.Context, items []floodItem) (map[st
 		ids = append(ids, "'"+strings.ReplaceAll(id, "'", "\\'")+"'")
 	}
 	if len(ids) == 0 {
+		return out, nil
+	}
+	// In a flood few records run (only exceptions the bulk path left to
+	// them), so first ask for all of them: one short page is cheaper for
+	// the visibility store than matching a few hundred IDs. Only when more
+	// than a page runs is the group's own list asked for.
+	all := fmt.Sprintf("%s AND TaskQueue = '%s' AND ExecutionStatus = 'Running'", contract.RecordTypesQuery, a.Settings.TaskQueue)
+	resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: all, PageSize: runningPage})
+	if err != nil {
+		return nil, fmt.Errorf("list running records: %w", err)
+	}
+	if len(resp.GetNextPageToken()) == 0 {
+		for _, e := range resp.GetExecutions() {
+			if k, ok := keyOf[e.GetExecution().GetWorkflowId()]; ok {
+				out[k] = true
+			}
+		}
 		return out, nil
 	}
 	q := fmt.Sprintf("WorkflowId IN (%s) AND ExecutionStatus = 'Running'", strings.Join(ids, ", "))

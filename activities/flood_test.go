@@ -4,12 +4,16 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/uber-go/tally/v4"
+
+	"github.com/syncbridge/syncbridge/internal/metrics"
 )
 
 // The rows-per-second cap holds for groups larger than its burst, and
 // slow commits shrink the group while fast ones grow it back.
 func TestFloodPacing(t *testing.T) {
-	a := &Activities{Settings: Settings{Flood: Flood{Enabled: true, Batches: 4, RowsPerSecond: 100, SlowCommit: 50 * time.Millisecond}}}
+	a := &Activities{Metrics: metrics.NewPipeline(tally.NoopScope), Settings: Settings{Flood: Flood{Enabled: true, Batches: 4, RowsPerSecond: 100, SlowCommit: 50 * time.Millisecond}}}
 	f := a.floodInit()
 	start := time.Now()
 	if err := a.waitRows(context.Background(), 100); err != nil { // the burst

@@ -106,6 +106,11 @@ type Pipeline struct {
 	// sweep). A rising swept or deferred count means notices reach the Web
 	// UI late.
 	NoticesStarted, NoticesSwept, NoticesDeferred tally.Counter
+	// FloodGroupBatches is how many consume calls a flood group gathers
+	// now (SYNCBRIDGE_FLOOD_BATCHES at most): it halves after a commit
+	// slower than SYNCBRIDGE_FLOOD_SLOW_COMMIT and grows back by one per
+	// fast commit, so a low value means the database is slow.
+	FloodGroupBatches tally.Gauge
 }
 
 // InsertFailingAfter is the number of failed insert attempts after which a
@@ -138,6 +143,7 @@ func NewPipeline(scope tally.Scope) *Pipeline {
 		NoticesStarted:         scope.Tagged(map[string]string{"event": "started"}).Counter("record_notices"),
 		NoticesSwept:           scope.Tagged(map[string]string{"event": "swept"}).Counter("record_notices"),
 		NoticesDeferred:        scope.Tagged(map[string]string{"event": "deferred"}).Counter("record_notices"),
+		FloodGroupBatches:      scope.Gauge("flood_group_batches"),
 	}
 	// Series of the failure reasons exist from the start, at zero: an
 	// alert on rate() over a series that appears only with the first

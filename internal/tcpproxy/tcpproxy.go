@@ -1,13 +1,14 @@
 // Package tcpproxy is a loopback TCP proxy that tests put between a client
-// and a server to simulate an outage: Cut drops every live connection and
-// refuses new ones until Restore. It exists for failure tests only.
+// and a server to simulate an outage (Cut drops every live connection and
+// refuses new ones until Restore) or a slow network (SetLatency delays
+// every request). It exists for failure tests only.
 package tcpproxy
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Proxy forwards connections from Addr() to a target address.
@@ -15,10 +16,30 @@ type Proxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	cut      bool
+	latency  time.Duration
+	conns    map[net.Conn]struct{}
+	clients  int // client connections open now
+	maxConns int // the most open at once
+	wg       sync.WaitGroup
+}
+
+// SetLatency delays every chunk a client sends by d before it reaches the
+// server (a request-reply protocol then pays d per round trip); 0 removes
+// the delay.
+func (p *Proxy) SetLatency(d time.Duration) {
+	p.mu.Lock()
+	p.latency = d
+	p.mu.Unlock()
+}
+
+// Conns reports the client connections open now and the most that were
+// open at once since Start.
+func (p *Proxy) Conns() (open, most int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.clients, p.maxConns
 }
 
 // Start listens on 127.0.0.1 at a free port and forwards to target.
@@ -92,16 +113,43 @@ func (p *Proxy) accept() {
 		}
 		p.conns[c] = struct{}{}
 		p.conns[up] = struct{}{}
+		p.clients++
+		p.maxConns = max(p.maxConns, p.clients)
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pipe(c, up)
-		go p.pipe(up, c)
+		go func() {
+			p.pipe(up, c, true)
+			p.mu.Lock()
+			p.clients--
+			p.mu.Unlock()
+		}()
+		go p.pipe(c, up, false)
 	}
 }
 
-func (p *Proxy) pipe(dst, src net.Conn) {
+// pipe copies src to dst; requests (client to server) wait out the latency.
+func (p *Proxy) pipe(dst, src net.Conn, requests bool) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if requests {
+				p.mu.Lock()
+				d := p.latency
+				p.mu.Unlock()
+				if d > 0 {
+					time.Sleep(d)
+				}
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()

@@ -157,3 +157,65 @@ func TestFloodNoticesSurviveACrashAfterCommit(t *testing.T) {
 		t.Fatalf("broker: %+v", st)
 	}
 }
+
+// The database slows down mid-drain (100 ms added to every request): flood
+// groups shrink instead of piling up connections, the pool cap holds, no
+// statement fails (nothing leaves the bulk path), and the rate comes back
+// once the latency goes.
+func TestFloodPaceUnderDatabaseLatency(t *testing.T) {
+	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, floodMode.with(map[string]string{
+		"SYNCBRIDGE_FLOOD_SLOW_COMMIT": "150ms", "POLARDB_MAX_CONNS": "4", "SYNCBRIDGE_POLLERS": "2",
+	}))
+	proxy := p.proxyDatabase()
+	msgs := generate(syncevent.GenOptions{Count: 6000, DistinctKeys: 5000, ChangedRate: 0.2, BadRate: 0.01, Seed: 17, KeyPrefix: "pace-"})
+	ids := p.publish(msgs)
+	w := p.worker(Options{})
+	gauge := func() float64 { return metricSum(t, w.metricsAddr, "syncbridge_flood_group_batches") }
+	const full = 16 // SYNCBRIDGE_FLOOD_BATCHES' default
+	waitFor(t, 2*time.Minute, "the drain under way", func() bool { return countRows(t, p.env.DB) >= 500 })
+
+	proxy.SetLatency(100 * time.Millisecond)
+	waitFor(t, 30*time.Second, "groups to shrink", func() bool { return gauge() <= full/4 })
+	slowFrom, slowRows := time.Now(), countRows(t, p.env.DB)
+	time.Sleep(4 * time.Second)
+	slowRate := float64(countRows(t, p.env.DB)-slowRows) / time.Since(slowFrom).Seconds()
+	shrunk := gauge()
+
+	proxy.SetLatency(0)
+	fastFrom, fastRows := time.Now(), countRows(t, p.env.DB)
+	waitFor(t, 30*time.Second, "groups to grow back", func() bool { return gauge() == full || countRows(t, p.env.DB) >= 5000 })
+	time.Sleep(time.Second)
+	fastRate := float64(countRows(t, p.env.DB)-fastRows) / time.Since(fastFrom).Seconds()
+	t.Logf("group of %d consume calls, %.0f under latency (%.0f rows/s), back to %.0f (%.0f rows/s)", full, shrunk, slowRate, gauge(), fastRate)
+	if fastRate < 3*slowRate {
+		t.Errorf("the rate did not come back: %.0f rows/s after the latency, %.0f during", fastRate, slowRate)
+	}
+
+	p.waitDrained(len(msgs), 5*time.Minute)
+	p.verify(expect(t, msgs, ids))
+	if _, most := proxy.Conns(); most > 4 {
+		t.Errorf("%d database connections at once, the pool cap is 4", most)
+	}
+	if n := metricLabelled(t, w.metricsAddr, "syncbridge_flood_messages_total", `path="workflow"`); n != 0 {
+		t.Errorf("%.0f messages left the bulk path (a failed or timed-out statement?)", n)
+	}
+}
+
+// SYNCBRIDGE_FLOOD_ROWS_PER_SEC holds within 10% over a minute.
+func TestFloodRowsPerSecondHolds(t *testing.T) {
+	const perSec = 100
+	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, floodMode.with(map[string]string{"SYNCBRIDGE_FLOOD_ROWS_PER_SEC": "100"}))
+	msgs := generate(syncevent.GenOptions{Count: 80 * perSec, Seed: 19, KeyPrefix: "paced-"})
+	p.publish(msgs)
+	w := p.worker(Options{})
+	bulk := func() float64 { return metricLabelled(t, w.metricsAddr, "syncbridge_flood_messages_total", `path="bulk"`) }
+	// Past the limiter's first burst (a second's worth).
+	waitFor(t, time.Minute, "the first bulk commits", func() bool { return bulk() >= 2*perSec })
+	from, n0 := time.Now(), bulk()
+	time.Sleep(time.Minute)
+	rate := (bulk() - n0) / time.Since(from).Seconds()
+	t.Logf("%.1f rows/s over a minute, limit %d", rate, perSec)
+	if rate < 0.9*perSec || rate > 1.1*perSec {
+		t.Fatalf("%.1f rows/s over a minute, want %d within 10%%", rate, perSec)
+	}
+}

@@ -414,6 +414,12 @@ func TestTwoWorkersShareTheDrain(t *testing.T) {
 // metricSum adds up every sample of a metric in a /metrics page.
 func metricSum(t *testing.T, addr, name string) float64 {
 	t.Helper()
+	return metricLabelled(t, addr, name, "")
+}
+
+// metricLabelled sums the series of a metric whose labels contain label.
+func metricLabelled(t *testing.T, addr, name, label string) float64 {
+	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -423,6 +429,9 @@ func metricSum(t *testing.T, addr, name string) float64 {
 	var sum float64
 	for _, line := range strings.Split(string(body), "\n") {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		if labels, _, _ := strings.Cut(strings.TrimPrefix(line, name), " "); !strings.Contains(labels, label) {
 			continue
 		}
 		f := strings.Fields(line)
