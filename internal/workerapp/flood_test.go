@@ -208,7 +208,9 @@ func TestFloodRowsPerSecondHolds(t *testing.T) {
 	msgs := generate(syncevent.GenOptions{Count: 80 * perSec, Seed: 19, KeyPrefix: "paced-"})
 	p.publish(msgs)
 	w := p.worker(Options{})
-	bulk := func() float64 { return metricLabelled(t, w.metricsAddr, "syncbridge_flood_messages_total", `path="bulk"`) }
+	bulk := func() float64 {
+		return metricLabelled(t, w.metricsAddr, "syncbridge_flood_messages_total", `path="bulk"`)
+	}
 	// Past the limiter's first burst (a second's worth).
 	waitFor(t, time.Minute, "the first bulk commits", func() bool { return bulk() >= 2*perSec })
 	from, n0 := time.Now(), bulk()
