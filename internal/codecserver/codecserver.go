@@ -11,6 +11,7 @@
 package codecserver
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -67,9 +68,10 @@ type Options struct {
 	LoopbackPublished bool
 	// MaxBodyBytes caps the request body; zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	// Logger gets the audit trail (one line per /encode or /decode call)
-	// and one line per other refused request, never a payload; nil
-	// discards. Point it where audit records are kept.
+	// Logger gets the audit trail (one line per /encode or /decode call,
+	// written whatever the logger's level) and one line per other refused
+	// request, never a payload; nil discards. Point it where audit records
+	// are kept.
 	Logger *slog.Logger
 	// Metrics counts calls (codec_requests by op, auth and outcome) and
 	// payloads (codec_payloads by op); nil counts nowhere.
@@ -78,6 +80,7 @@ type Options struct {
 
 type handler struct {
 	o      Options
+	audits *slog.Logger
 	tokens [][32]byte
 }
 
@@ -100,7 +103,7 @@ func Handler(o Options) http.Handler {
 	if o.Metrics == nil {
 		o.Metrics = tally.NoopScope
 	}
-	h := &handler{o: o}
+	h := &handler{o: o, audits: slog.New(alwaysEnabled{o.Logger.Handler()})}
 	// Compared as hashes, so the comparison time says nothing about a
 	// token's length or prefix.
 	for _, t := range o.Tokens {
@@ -285,7 +288,7 @@ func (h *handler) audit(r *http.Request, c *call) {
 	if c.reason != "" {
 		attrs = append(attrs, "reason", c.reason)
 	}
-	h.o.Logger.Info("codec audit", attrs...)
+	h.audits.Info("codec audit", attrs...)
 	h.o.Metrics.Tagged(map[string]string{"op": c.op, "auth": auth, "outcome": c.outcome}).Counter("codec_requests").Inc(1)
 	if c.outcome == "ok" {
 		h.o.Metrics.Tagged(map[string]string{"op": c.op}).Counter("codec_payloads").Inc(int64(c.payloads))
@@ -349,4 +352,19 @@ func (h *handler) authenticate(r *http.Request, fromUI bool, c *call) bool {
 func (h *handler) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	h.o.Logger.Info("codec request refused", "method", r.Method, "path", r.URL.Path, "status", status, "reason", msg)
 	http.Error(w, msg, status)
+}
+
+// alwaysEnabled writes every record its handler is given: a log level
+// set to warn for a quiet worker must not switch the audit trail off. The
+// standard library's handlers check the level only in Enabled.
+type alwaysEnabled struct{ slog.Handler }
+
+func (alwaysEnabled) Enabled(context.Context, slog.Level) bool { return true }
+
+func (a alwaysEnabled) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return alwaysEnabled{a.Handler.WithAttrs(attrs)}
+}
+
+func (a alwaysEnabled) WithGroup(name string) slog.Handler {
+	return alwaysEnabled{a.Handler.WithGroup(name)}
 }

@@ -388,3 +388,20 @@ func TestAuditOneLinePerCall(t *testing.T) {
 		t.Fatalf("patient marker in the log: %s", logs)
 	}
 }
+
+// The audit trail does not depend on the log level: a worker quieted to
+// errors still records every decode.
+func TestAuditWrittenAtAnyLogLevel(t *testing.T) {
+	r, err := codec.NewKeyring(codec.Key{ID: "k1", Secret: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	quiet := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
+	srv := httptest.NewServer(Handler(Options{Keyring: r, DefaultNamespace: "default", Tokens: []Token{{"cli", "tok-9f2e"}}, Logger: quiet}))
+	defer srv.Close()
+	post(t, srv.URL+"/decode", encrypted(t, r, "default"), map[string]string{"Authorization": "Bearer tok-9f2e"})
+	if lines := auditLines(t, &logs); len(lines) != 1 || lines[0].Who != "token:cli" {
+		t.Fatalf("audit lines at level error: %s", logs.String())
+	}
+}
