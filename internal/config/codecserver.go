@@ -41,7 +41,7 @@ type CodecServer struct {
 // CodecToken is one service token.
 type CodecToken struct {
 	// Name is what the audit trail records ("name:secret" in the
-	// setting), or token-<hash prefix> for a bare secret.
+	// setting), or unnamed-<hash prefix> for a bare secret.
 	Name   string
 	Secret string
 }
@@ -67,7 +67,7 @@ var tokenName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 // revealing it: a hash prefix, like a payload key's derived ID.
 func codecTokenName(secret string) string {
 	sum := sha256.Sum256([]byte("syncbridge-codec-token:" + secret))
-	return "token-" + hex.EncodeToString(sum[:4])
+	return "unnamed-" + hex.EncodeToString(sum[:4])
 }
 
 func (l *loader) codecServer() CodecServer {

@@ -85,7 +85,7 @@ func TestCodecServerConfig(t *testing.T) {
 	if strings.Contains(c.String(), "t-one") {
 		t.Fatal("token printed")
 	}
-	if n := c.Codec.Tokens[0].Name; !strings.HasPrefix(n, "token-") || strings.Contains(n, "t-one") || c.Codec.Tokens[1].Name != "ops-cli" || c.Codec.Tokens[1].Secret != "t-two" {
+	if n := c.Codec.Tokens[0].Name; !strings.HasPrefix(n, "unnamed-") || strings.Contains(n, "t-one") || c.Codec.Tokens[1].Name != "ops-cli" || c.Codec.Tokens[1].Secret != "t-two" {
 		t.Fatalf("token names: %q %q", n, c.Codec.Tokens[1].Name)
 	}
 	mustFail(t, with(valid(), "SYNCBRIDGE_CODEC_TOKEN", "bad name:x"), "SYNCBRIDGE_CODEC_TOKEN")
