@@ -158,15 +158,17 @@ func auditLines(t *testing.T, log *bytes.Buffer) []auditLine {
 
 func jsonSetup(t *testing.T, o Options) (*httptest.Server, *codec.Keyring, *bytes.Buffer) {
 	t.Helper()
-	srv, r, _ := setup(t, o)
-	srv.Close()
+	r, err := codec.NewKeyring(codec.Key{ID: "k1", Secret: bytes.Repeat([]byte{1}, 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var logs bytes.Buffer
 	o.Keyring = r
 	o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	if o.DefaultNamespace == "" {
 		o.DefaultNamespace = "default"
 	}
-	srv = httptest.NewServer(Handler(o))
+	srv := httptest.NewServer(Handler(o))
 	t.Cleanup(srv.Close)
 	return srv, r, &logs
 }
