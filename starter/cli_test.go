@@ -209,3 +209,20 @@ func TestFailureTextDecryptsOrSaysItCannot(t *testing.T) {
 		}
 	}
 }
+
+// `codec-server --addr` bypasses the configuration's address check, so the
+// server itself refuses to trust the UI's origin on a reachable address.
+func TestCodecServerRefusesUIOriginOffLoopback(t *testing.T) {
+	env := map[string]string{
+		"ROCKETMQ_ENDPOINT": "http://127.0.0.1:9876", "ALIBABA_ACCESS_KEY": "a", "ALIBABA_SECRET_KEY": "s",
+		"ROCKETMQ_TOPIC": "t", "ROCKETMQ_GROUP_ID": "g", "POLARDB_ENDPOINT": "127.0.0.1:3306", "POLARDB_USER": "u",
+		"SYNCBRIDGE_PAYLOAD_KEY":     base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32)),
+		"SYNCBRIDGE_CODEC_TOKEN":     "cli:tok-9f2e",
+		"SYNCBRIDGE_CODEC_AUTH":      "ui-origin",
+		"SYNCBRIDGE_CODEC_UI_ORIGIN": "http://127.0.0.1:8233",
+	}
+	code, _, errOut := runCLI(t, env, "codec-server", "--addr", "0.0.0.0:0")
+	if code != exitFailure || !strings.Contains(errOut, "ui-origin") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}

@@ -8,18 +8,25 @@ import (
 	"time"
 
 	"github.com/syncbridge/syncbridge/internal/codecserver"
+	"github.com/syncbridge/syncbridge/internal/metrics"
 )
 
 func runCodecServer(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("codec-server", "codec-server [--addr HOST:PORT]", `
+	fs := newFlags("codec-server", "codec-server [--addr HOST:PORT] [--metrics-addr HOST:PORT]", `
 Serves the Temporal codec-server protocol (POST /encode, /decode, also under
 /{namespace}/) so the Web UI and 'temporal --codec-endpoint' show payloads
 decrypted. It needs the payload keys (SYNCBRIDGE_PAYLOAD_KEY and
-SYNCBRIDGE_PAYLOAD_OLD_KEYS) and a token (SYNCBRIDGE_CODEC_TOKEN_FILE);
-SYNCBRIDGE_CODEC_UI_ORIGIN names the one browser origin granted CORS. The
-worker can serve the same endpoint (SYNCBRIDGE_CODEC_ADDR); this command is
-for running it apart from the workers. Runs until interrupted.`)
+SYNCBRIDGE_PAYLOAD_OLD_KEYS) and a way in: service tokens
+(SYNCBRIDGE_CODEC_TOKEN_FILE), people's access tokens passed by the Web UI
+(SYNCBRIDGE_CODEC_OIDC_*), or, on a loopback listener only, the UI's origin
+(SYNCBRIDGE_CODEC_AUTH=ui-origin). SYNCBRIDGE_CODEC_UI_ORIGIN names the one
+browser origin granted CORS. Every /encode and /decode call is written to
+stderr as one "codec audit" line (who, namespace, how many payloads, which
+key IDs; never a payload), whatever SYNCBRIDGE_LOG_LEVEL says. The worker can
+serve the same endpoint (SYNCBRIDGE_CODEC_ADDR); this command is for running
+it apart from the workers. Runs until interrupted.`)
 	addr := fs.String("addr", "", "listen address; default SYNCBRIDGE_CODEC_ADDR")
+	metricsAddr := fs.String("metrics-addr", "", "serve /metrics (codec_requests, codec_payloads) on this address; default none")
 	pos, code, done := parse(e, fs, args)
 	if done {
 		return code
@@ -44,26 +51,38 @@ for running it apart from the workers. Runs until interrupted.`)
 	if ring == nil {
 		return e.fail("SYNCBRIDGE_PAYLOAD_KEY is not set: there is nothing to decode")
 	}
-	if len(cfg.Codec.Tokens) == 0 {
-		return e.fail("SYNCBRIDGE_CODEC_TOKEN (or _FILE) is required: the endpoint decrypts patient data")
+	if len(cfg.Codec.Tokens) == 0 && cfg.Codec.OIDC.Issuer == "" {
+		return e.fail("SYNCBRIDGE_CODEC_TOKEN (or _FILE) or SYNCBRIDGE_CODEC_OIDC_ISSUER is required: the endpoint decrypts patient data")
 	}
-	log := e.logger(cfg)
-	ln, err := net.Listen("tcp", *addr)
+	reg := metrics.New()
+	defer reg.Close()
+	o, err := codecserver.FromConfig(cfg.Codec, ring, cfg.Temporal.Namespace, e.logger(cfg), reg.Root.SubScope("syncbridge"))
+	if err != nil {
+		return e.fail("%v", err)
+	}
+	// codecserver.Listen refuses ui-origin trust on a reachable address,
+	// including one given with --addr, which the configuration never saw.
+	ln, err := codecserver.Listen(*addr, o)
 	if err != nil {
 		return e.fail("codec server listener on %s: %v", *addr, err)
 	}
 	srv := &http.Server{
-		Handler: codecserver.Handler(codecserver.Options{
-			Keyring:          ring,
-			DefaultNamespace: cfg.Temporal.Namespace,
-			Tokens:           cfg.Codec.Tokens,
-			UIOrigin:         cfg.Codec.UIOrigin,
-			TrustUIOrigin:    cfg.Codec.TrustUIOrigin,
-			Logger:           log,
-		}),
+		Handler:           codecserver.Handler(o),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
+	}
+	if *metricsAddr != "" {
+		mln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			_ = ln.Close()
+			return e.fail("metrics listener on %s: %v", *metricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", reg.Handler())
+		msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = msrv.Serve(mln) }()
+		defer msrv.Close()
 	}
 	e.progress("codec server listening on http://%s (UI origin %q)", ln.Addr(), cfg.Codec.UIOrigin)
 	errc := make(chan error, 1)

@@ -109,7 +109,7 @@ func TestWebUIDecodesThroughCodec(t *testing.T) {
 			}
 
 			if viaCodec {
-				codecRefusals(t, a, banner)
+				codecRefusals(t, a, banner, p.logPath)
 			}
 
 			page := fmt.Sprintf("http://%s/namespaces/default/workflows/%s/%s/history/events/%d", a.ui, key, run, signalID)
@@ -133,11 +133,32 @@ func TestWebUIDecodesThroughCodec(t *testing.T) {
 				t.Fatalf("Web UI check failed: %v", err)
 			}
 			p.stop(t)
+			if viaCodec {
+				// The page's decodes are on the trail, as the UI's origin,
+				// and the patient they showed is not.
+				b, err := os.ReadFile(p.logPath)
+				if err != nil {
+					t.Fatal(err)
+				}
+				log := string(b)
+				n := 0
+				for _, l := range strings.Split(log, "\n") {
+					if strings.Contains(l, `msg="codec audit"`) && strings.Contains(l, "who=ui-origin") && strings.Contains(l, "outcome=ok") && !strings.Contains(l, "payloads=0") {
+						n++
+					}
+				}
+				if n == 0 {
+					t.Error("no audit line of the UI's decodes")
+				}
+				if strings.Contains(log, pid) {
+					t.Errorf("patient %s in the worker's log", pid)
+				}
+			}
 		})
 	}
 }
 
-func codecRefusals(t *testing.T, a devAddrs, banner string) {
+func codecRefusals(t *testing.T, a devAddrs, banner, logPath string) {
 	t.Helper()
 	m := exportRE.FindStringSubmatch(banner)
 	if m == nil {
@@ -171,5 +192,25 @@ func codecRefusals(t *testing.T, a devAddrs, banner string) {
 	}
 	if r := post(map[string]string{"Origin": "http://" + a.ui}); r.StatusCode != http.StatusOK || r.Header.Get("Access-Control-Allow-Origin") != "http://"+a.ui {
 		t.Errorf("the UI's origin: %d, CORS %q", r.StatusCode, r.Header.Get("Access-Control-Allow-Origin"))
+	}
+	// Five calls, five audit lines in the worker's log (its level is
+	// info in dev; the trail does not depend on it), the token by its name.
+	b, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var audits []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, `msg="codec audit"`) && strings.Contains(l, "op=decode") {
+			audits = append(audits, l)
+		}
+	}
+	if len(audits) != 5 {
+		t.Fatalf("%d audit lines for 5 decode calls:\n%s", len(audits), strings.Join(audits, "\n"))
+	}
+	for i, want := range []string{"outcome=denied", "outcome=denied", "who=token:unnamed-", "who=token:unnamed-", "who=ui-origin"} {
+		if !strings.Contains(audits[i], want) || strings.Contains(audits[i], token) {
+			t.Errorf("audit line %d lacks %q or carries the token: %s", i, want, audits[i])
+		}
 	}
 }

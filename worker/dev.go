@@ -73,7 +73,8 @@ func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.Level
 			case "SYNCBRIDGE_PAYLOAD_PLAINTEXT":
 				return "true"
 			case "SYNCBRIDGE_PAYLOAD_KEY", "SYNCBRIDGE_PAYLOAD_KEY_FILE", "SYNCBRIDGE_PAYLOAD_KEY_ID", "SYNCBRIDGE_PAYLOAD_OLD_KEYS", "SYNCBRIDGE_PAYLOAD_OLD_KEYS_FILE",
-				"SYNCBRIDGE_CODEC_ADDR", "SYNCBRIDGE_CODEC_TOKEN", "SYNCBRIDGE_CODEC_TOKEN_FILE":
+				"SYNCBRIDGE_CODEC_ADDR", "SYNCBRIDGE_CODEC_TOKEN", "SYNCBRIDGE_CODEC_TOKEN_FILE", "SYNCBRIDGE_CODEC_AUTH", "SYNCBRIDGE_CODEC_LOOPBACK_PUBLISHED",
+				"SYNCBRIDGE_CODEC_OIDC_ISSUER", "SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "SYNCBRIDGE_CODEC_OIDC_AUDIENCE", "SYNCBRIDGE_CODEC_OIDC_GROUPS":
 				return "" // only the database settings matter here
 			}
 			return os.Getenv(k)
@@ -143,7 +144,10 @@ func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.Level
 	} else {
 		env["SYNCBRIDGE_CODEC_AUTH"] = "token"
 	}
-	for _, k := range []string{"SYNCBRIDGE_PAYLOAD_KEY_FILE", "SYNCBRIDGE_PAYLOAD_OLD_KEYS", "SYNCBRIDGE_PAYLOAD_OLD_KEYS_FILE", "SYNCBRIDGE_PAYLOAD_PLAINTEXT", "SYNCBRIDGE_CODEC_TOKEN_FILE"} {
+	// The dev codec trusts the UI's origin, which the codec server accepts
+	// only on a loopback -dev-codec-addr (it refuses to start otherwise).
+	for _, k := range []string{"SYNCBRIDGE_PAYLOAD_KEY_FILE", "SYNCBRIDGE_PAYLOAD_OLD_KEYS", "SYNCBRIDGE_PAYLOAD_OLD_KEYS_FILE", "SYNCBRIDGE_PAYLOAD_PLAINTEXT", "SYNCBRIDGE_CODEC_TOKEN_FILE",
+		"SYNCBRIDGE_CODEC_LOOPBACK_PUBLISHED", "SYNCBRIDGE_CODEC_OIDC_ISSUER", "SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "SYNCBRIDGE_CODEC_OIDC_AUDIENCE", "SYNCBRIDGE_CODEC_OIDC_GROUPS"} {
 		env[k] = "" // the dev key and token win over a production setting in the shell
 	}
 	stack.Payloads = devstack.PayloadInfo{

@@ -87,6 +87,22 @@ func NewKeyring(current Key, old ...Key) (*Keyring, error) {
 // CurrentID is the ID new payloads are written with.
 func (r *Keyring) CurrentID() string { return r.current }
 
+// Has reports whether the ring holds a key with this ID.
+func (r *Keyring) Has(id string) bool {
+	_, ok := r.aeads[id]
+	return ok
+}
+
+// KeyIDOf is the key ID an encrypted payload names, "" for a payload this
+// package did not encrypt. It is caller-supplied metadata, not proof: check
+// it with Has before trusting it as one of the ring's IDs.
+func KeyIDOf(p *commonpb.Payload) string {
+	if !IsEncrypted(p) {
+		return ""
+	}
+	return string(p.GetMetadata()[metaKeyID])
+}
+
 // Codec is the ring's codec for one namespace: the namespace is bound into
 // every ciphertext, so a payload copied into another namespace's history
 // does not decrypt there.

@@ -70,8 +70,8 @@ func post(t *testing.T, url string, body []byte, hdr map[string]string) (*http.R
 }
 
 func TestDecodeWithTokenUnderEveryPath(t *testing.T) {
-	srv, r, logs := setup(t, Options{Tokens: []string{"old-token", "tok"}})
-	auth := map[string]string{"Authorization": "Bearer tok"}
+	srv, r, logs := setup(t, Options{Tokens: []Token{{"old", "old-token"}, {"cli", "tok-9f2e"}}})
+	auth := map[string]string{"Authorization": "Bearer tok-9f2e"}
 	for _, tc := range []struct {
 		path string
 		ns   string
@@ -79,7 +79,7 @@ func TestDecodeWithTokenUnderEveryPath(t *testing.T) {
 	}{
 		{"/decode", "default", auth},
 		{"/clinic/decode", "clinic", auth},
-		{"/decode", "clinic", map[string]string{"Authorization": "Bearer tok", "X-Namespace": "clinic"}},
+		{"/decode", "clinic", map[string]string{"Authorization": "Bearer tok-9f2e", "X-Namespace": "clinic"}},
 	} {
 		resp, body := post(t, srv.URL+tc.path, encrypted(t, r, tc.ns), tc.hdr)
 		if resp.StatusCode != 200 {
@@ -103,13 +103,13 @@ func TestDecodeWithTokenUnderEveryPath(t *testing.T) {
 	if resp.StatusCode != 200 || strings.Contains(enc, "P-4711") {
 		t.Fatalf("encode: %d %s", resp.StatusCode, enc)
 	}
-	if strings.Contains(logs.String(), "P-4711") || strings.Contains(logs.String(), "tok") {
+	if strings.Contains(logs.String(), "P-4711") || strings.Contains(logs.String(), "tok-9f2e") {
 		t.Fatalf("log carries a payload or token: %s", logs.String())
 	}
 }
 
 func TestRefusals(t *testing.T) {
-	srv, r, logs := setup(t, Options{Tokens: []string{"tok"}, UIOrigin: uiOrigin, MaxBodyBytes: 2048})
+	srv, r, logs := setup(t, Options{Tokens: []Token{{"cli", "tok"}}, UIOrigin: uiOrigin, MaxBodyBytes: 2048})
 	body := encrypted(t, r, "default")
 	for name, hdr := range map[string]map[string]string{
 		"no token":              nil,
@@ -134,7 +134,7 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestCORSOnlyForUIOrigin(t *testing.T) {
-	srv, r, _ := setup(t, Options{Tokens: []string{"tok"}, UIOrigin: uiOrigin})
+	srv, r, _ := setup(t, Options{Tokens: []Token{{"cli", "tok"}}, UIOrigin: uiOrigin})
 	preflight := func(origin string) *http.Response {
 		req, _ := http.NewRequest(http.MethodOptions, srv.URL+"/default/decode", nil)
 		req.Header.Set("Origin", origin)
@@ -169,7 +169,7 @@ func TestCORSOnlyForUIOrigin(t *testing.T) {
 }
 
 func TestTrustUIOrigin(t *testing.T) {
-	srv, r, _ := setup(t, Options{Tokens: []string{"tok"}, UIOrigin: uiOrigin, TrustUIOrigin: true})
+	srv, r, _ := setup(t, Options{Tokens: []Token{{"cli", "tok"}}, UIOrigin: uiOrigin, TrustUIOrigin: true})
 	if resp, _ := post(t, srv.URL+"/decode", encrypted(t, r, "default"), map[string]string{"Origin": uiOrigin}); resp.StatusCode != 200 {
 		t.Fatalf("UI origin without token: %d", resp.StatusCode)
 	}

@@ -51,3 +51,41 @@ func TestCodecServiceWiredToUI(t *testing.T) {
 		}
 	}
 }
+
+// The codec service trusts a forgeable Origin header, and declares its
+// 0.0.0.0 listener reachable only through a loopback-published port
+// (SYNCBRIDGE_CODEC_LOOPBACK_PUBLISHED). This checks the declaration: the
+// codec is alone on its own network, every other service stays off it,
+// and every port it publishes is bound to 127.0.0.1.
+func TestCodecServiceUnreachableFromOtherContainers(t *testing.T) {
+	for name, f := range variants(t) {
+		codec := f.Services["codec"]
+		cfg, err := config.Load(func(k string) string { return codec.Environment[k] })
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !cfg.Codec.LoopbackPublished {
+			continue // then the codec server itself refuses ui-origin off loopback
+		}
+		if len(codec.Networks) != 1 || codec.Networks[0] == "default" {
+			t.Fatalf("%s: codec networks %v, want one of its own", name, codec.Networks)
+		}
+		own := codec.Networks[0]
+		if _, declared := f.Networks[own]; !declared {
+			t.Errorf("%s: network %q not declared", name, own)
+		}
+		for other, s := range f.Services {
+			if other != "codec" && slices.Contains(s.Networks, own) {
+				t.Errorf("%s: service %s joins the codec's network %q", name, other, own)
+			}
+		}
+		if len(codec.Ports) == 0 || len(codec.Expose) != 0 {
+			t.Errorf("%s: codec ports %v, expose %v", name, codec.Ports, codec.Expose)
+		}
+		for _, p := range codec.Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s: codec port %q is not bound to the host's loopback", name, p)
+			}
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 type File struct {
 	Services map[string]Service `yaml:"services"`
 	Volumes  map[string]any     `yaml:"volumes"`
+	Networks map[string]any     `yaml:"networks"`
 }
 
 // Service is one service; fields Compose allows in two shapes are
@@ -39,7 +40,9 @@ type Service struct {
 	Volumes     []string     `yaml:"volumes"`
 	Ports       []string     `yaml:"ports"`
 	Expose      []string     `yaml:"expose"`
-	Deploy      struct {
+	// Networks the service joins; empty = Compose's "default".
+	Networks NameList `yaml:"networks"`
+	Deploy   struct {
 		Replicas int `yaml:"replicas"`
 	} `yaml:"deploy"`
 }
@@ -48,6 +51,31 @@ type Service struct {
 type Healthcheck struct {
 	Test    StringOrList `yaml:"test"`
 	Disable bool         `yaml:"disable"`
+}
+
+// NameList is a list of names Compose allows as a list or as a map keyed
+// by name (networks); the map's values are not kept.
+type NameList []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (l *NameList) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.SequenceNode:
+		var names []string
+		if err := n.Decode(&names); err != nil {
+			return err
+		}
+		*l = names
+	case yaml.MappingNode:
+		*l = nil
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			*l = append(*l, n.Content[i].Value)
+		}
+		sort.Strings(*l)
+	default:
+		return fmt.Errorf("line %d: want a list or a map of names", n.Line)
+	}
+	return nil
 }
 
 // StringOrList is a command given as one string or as a list.

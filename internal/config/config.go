@@ -225,9 +225,15 @@ var Vars = []Var{
 	{"SYNCBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", false},
 	// Codec server for the Web UI and the temporal CLI (codecserver.go).
 	{"SYNCBRIDGE_CODEC_ADDR", "off", "codec server listen address (POST /encode, /decode); 'off' disables", false},
-	{"SYNCBRIDGE_CODEC_TOKEN", "", "bearer token(s) the codec server accepts, one a line (required with SYNCBRIDGE_CODEC_ADDR; or _FILE)", true},
+	{"SYNCBRIDGE_CODEC_TOKEN", "", "service tokens the codec server accepts, one a line as name:token (the name goes on the audit trail) or a bare token (or _FILE); a token or an OIDC issuer is required with SYNCBRIDGE_CODEC_ADDR", true},
+	{"SYNCBRIDGE_CODEC_OIDC_ISSUER", "", "issuer (iss) of the access tokens the Web UI passes for the signed-in person; empty = access tokens not accepted", false},
+	{"SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "", "the issuer's signing keys (jwks_uri); fetched on first use, cached, re-fetched for an unknown key ID (https; http on loopback only)", false},
+	{"SYNCBRIDGE_CODEC_OIDC_AUDIENCE", "", "audience (aud) an access token must name (required with the issuer)", false},
+	{"SYNCBRIDGE_CODEC_OIDC_GROUPS_CLAIM", "groups", "claim holding the person's groups or roles (string or list); dots walk into objects, e.g. realm_access.roles", false},
+	{"SYNCBRIDGE_CODEC_OIDC_GROUPS", "", "comma-separated groups allowed to decode; the token needs one (required with the issuer)", false},
 	{"SYNCBRIDGE_CODEC_UI_ORIGIN", "", "Web UI origin granted CORS, e.g. https://temporal-ui.example.com; empty = no browser access", false},
-	{"SYNCBRIDGE_CODEC_AUTH", "token", "token, or ui-origin: also accept browser calls from SYNCBRIDGE_CODEC_UI_ORIGIN without a token (trusted local network only)", false},
+	{"SYNCBRIDGE_CODEC_AUTH", "token", "token, or ui-origin: also accept browser calls from SYNCBRIDGE_CODEC_UI_ORIGIN without a token; only on a loopback SYNCBRIDGE_CODEC_ADDR", false},
+	{"SYNCBRIDGE_CODEC_LOOPBACK_PUBLISHED", "false", "true = the non-loopback SYNCBRIDGE_CODEC_ADDR is reachable only through a port published on the host's loopback (a container alone on its network), so ui-origin is allowed there", false},
 	// Transport overrides (tls.go): plaintext to a non-loopback host is refused without them.
 	{"ROCKETMQ_ALLOW_HTTP", "false", "true = accept an http:// ROCKETMQ_ENDPOINT on a non-loopback host", false},
 	{"POLARDB_ALLOW_PLAINTEXT", "false", "true = accept POLARDB_TLS=false or preferred to a non-loopback host", false},

@@ -71,7 +71,7 @@ func TestCodecServerConfig(t *testing.T) {
 	mustFail(t, with(valid(), "SYNCBRIDGE_CODEC_ADDR", "127.0.0.1:8081"), "SYNCBRIDGE_CODEC_TOKEN")
 	dir := t.TempDir()
 	tok := filepath.Join(dir, "tok")
-	if err := os.WriteFile(tok, []byte("t-one\nt-two\n"), 0o600); err != nil {
+	if err := os.WriteFile(tok, []byte("t-one\nops-cli:t-two\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := Load(env(with(valid(), "SYNCBRIDGE_CODEC_ADDR", "127.0.0.1:8081", "SYNCBRIDGE_CODEC_TOKEN_FILE", tok,
@@ -85,6 +85,11 @@ func TestCodecServerConfig(t *testing.T) {
 	if strings.Contains(c.String(), "t-one") {
 		t.Fatal("token printed")
 	}
+	if n := c.Codec.Tokens[0].Name; !strings.HasPrefix(n, "unnamed-") || strings.Contains(n, "t-one") || c.Codec.Tokens[1].Name != "ops-cli" || c.Codec.Tokens[1].Secret != "t-two" {
+		t.Fatalf("token names: %q %q", n, c.Codec.Tokens[1].Name)
+	}
+	mustFail(t, with(valid(), "SYNCBRIDGE_CODEC_TOKEN", "bad name:x"), "SYNCBRIDGE_CODEC_TOKEN")
+	mustFail(t, with(valid(), "SYNCBRIDGE_CODEC_TOKEN", "a:x\na:y"), "SYNCBRIDGE_CODEC_TOKEN")
 	mustFail(t, with(valid(), "SYNCBRIDGE_CODEC_UI_ORIGIN", "https://ui.example.com/path"), "SYNCBRIDGE_CODEC_UI_ORIGIN")
 	mustFail(t, with(valid(), "SYNCBRIDGE_CODEC_AUTH", "ui-origin"), "SYNCBRIDGE_CODEC_UI_ORIGIN")
 	m := with(valid(), "SYNCBRIDGE_CODEC_ADDR", "127.0.0.1:8081", "SYNCBRIDGE_CODEC_TOKEN", "x", "SYNCBRIDGE_PAYLOAD_PLAINTEXT", "true")
@@ -139,5 +144,53 @@ func TestTransportRefusalAPIKeyWithoutTLS(t *testing.T) {
 		if _, err := Load(env(ok)); err != nil {
 			t.Errorf("%v", err)
 		}
+	}
+}
+
+// ui-origin trusts a header any program can send, so it starts only on a
+// loopback listener, or where the deployment declares the port published
+// on loopback alone (docker-compose.yml).
+func TestCodecUIOriginOnlyOnLoopback(t *testing.T) {
+	base := with(valid(), "SYNCBRIDGE_CODEC_TOKEN", "x", "SYNCBRIDGE_CODEC_AUTH", "ui-origin", "SYNCBRIDGE_CODEC_UI_ORIGIN", "http://127.0.0.1:8233")
+	for _, addr := range []string{"0.0.0.0:8234", ":8234", "10.0.0.5:8234", "codec.internal:8234"} {
+		mustFail(t, with(base, "SYNCBRIDGE_CODEC_ADDR", addr), "SYNCBRIDGE_CODEC_AUTH")
+	}
+	for _, ok := range []map[string]string{
+		with(base, "SYNCBRIDGE_CODEC_ADDR", "127.0.0.1:8234"),
+		with(base, "SYNCBRIDGE_CODEC_ADDR", "[::1]:8234"),
+		with(base, "SYNCBRIDGE_CODEC_ADDR", "localhost:8234"),
+		with(base, "SYNCBRIDGE_CODEC_ADDR", "0.0.0.0:8081", "SYNCBRIDGE_CODEC_LOOPBACK_PUBLISHED", "true"),
+		with(base, "SYNCBRIDGE_CODEC_ADDR", "0.0.0.0:8234", "SYNCBRIDGE_CODEC_AUTH", "token"),
+	} {
+		if _, err := Load(env(ok)); err != nil {
+			t.Errorf("%s: %v", ok["SYNCBRIDGE_CODEC_ADDR"], err)
+		}
+	}
+}
+
+func TestCodecOIDCConfig(t *testing.T) {
+	oidc := with(valid(), "SYNCBRIDGE_CODEC_ADDR", "0.0.0.0:8081",
+		"SYNCBRIDGE_CODEC_OIDC_ISSUER", "https://sso.example.com/realms/clinic",
+		"SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "https://sso.example.com/realms/clinic/protocol/openid-connect/certs",
+		"SYNCBRIDGE_CODEC_OIDC_AUDIENCE", "syncbridge-codec",
+		"SYNCBRIDGE_CODEC_OIDC_GROUPS_CLAIM", "realm_access.roles",
+		"SYNCBRIDGE_CODEC_OIDC_GROUPS", "phi-readers, on-call")
+	c, err := Load(env(oidc))
+	if err != nil {
+		t.Fatal(err) // no service token needed with an issuer
+	}
+	if o := c.Codec.OIDC; o.Audience != "syncbridge-codec" || o.GroupsClaim != "realm_access.roles" || strings.Join(o.Groups, "|") != "phi-readers|on-call" {
+		t.Fatalf("oidc: %+v", o)
+	}
+	if c, _ := Load(env(with(valid()))); c.Codec.OIDC.GroupsClaim != "groups" {
+		t.Fatalf("default groups claim %q", c.Codec.OIDC.GroupsClaim)
+	}
+	mustFail(t, with(oidc, "SYNCBRIDGE_CODEC_OIDC_AUDIENCE", ""), "SYNCBRIDGE_CODEC_OIDC_AUDIENCE")
+	mustFail(t, with(oidc, "SYNCBRIDGE_CODEC_OIDC_GROUPS", " , "), "SYNCBRIDGE_CODEC_OIDC_GROUPS")
+	mustFail(t, with(oidc, "SYNCBRIDGE_CODEC_OIDC_JWKS_URL", ""), "SYNCBRIDGE_CODEC_OIDC_JWKS_URL")
+	mustFail(t, with(oidc, "SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "http://sso.example.com/certs"), "SYNCBRIDGE_CODEC_OIDC_JWKS_URL")
+	mustFail(t, with(oidc, "SYNCBRIDGE_CODEC_OIDC_ISSUER", ""), "SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "SYNCBRIDGE_CODEC_OIDC_AUDIENCE", "SYNCBRIDGE_CODEC_OIDC_GROUPS")
+	if _, err := Load(env(with(oidc, "SYNCBRIDGE_CODEC_OIDC_ISSUER", "http://127.0.0.1:5556", "SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "http://127.0.0.1:5556/keys"))); err != nil {
+		t.Fatalf("loopback issuer: %v", err)
 	}
 }

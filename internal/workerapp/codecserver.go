@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
+
+	"github.com/uber-go/tally/v4"
 
 	"github.com/syncbridge/syncbridge/internal/codecserver"
 	"github.com/syncbridge/syncbridge/internal/config"
@@ -17,7 +18,10 @@ import (
 // listener, not the metrics one: /metrics is scraped from inside the
 // cluster without auth, the codec endpoint is reached by operators'
 // browsers and must not share that exposure.
-func serveCodec(cfg config.Config, log *slog.Logger) (string, func(), error) {
+//
+// Its audit lines go to the worker's log and its counts to the worker's
+// metrics (syncbridge_codec_requests, syncbridge_codec_payloads).
+func serveCodec(cfg config.Config, log *slog.Logger, metrics tally.Scope) (string, func(), error) {
 	if cfg.Codec.Addr == "" {
 		return "", func() {}, nil
 	}
@@ -28,19 +32,16 @@ func serveCodec(cfg config.Config, log *slog.Logger) (string, func(), error) {
 	if ring == nil {
 		return "", nil, errors.New("codec server needs SYNCBRIDGE_PAYLOAD_KEY")
 	}
-	ln, err := net.Listen("tcp", cfg.Codec.Addr)
+	o, err := codecserver.FromConfig(cfg.Codec, ring, cfg.Temporal.Namespace, log.With("component", "codec-server"), metrics)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := codecserver.Listen(cfg.Codec.Addr, o)
 	if err != nil {
 		return "", nil, fmt.Errorf("codec listener on %s (SYNCBRIDGE_CODEC_ADDR): %w", cfg.Codec.Addr, err)
 	}
 	srv := &http.Server{
-		Handler: codecserver.Handler(codecserver.Options{
-			Keyring:          ring,
-			DefaultNamespace: cfg.Temporal.Namespace,
-			Tokens:           cfg.Codec.Tokens,
-			UIOrigin:         cfg.Codec.UIOrigin,
-			TrustUIOrigin:    cfg.Codec.TrustUIOrigin,
-			Logger:           log.With("component", "codec-server"),
-		}),
+		Handler:           codecserver.Handler(o),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

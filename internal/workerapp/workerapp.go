@@ -288,7 +288,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		defer srv.Close()
 	}
 
-	codecAddr, stopCodec, err := serveCodec(cfg, log) // codecserver.go
+	codecAddr, stopCodec, err := serveCodec(cfg, log, reg.Root.SubScope("syncbridge")) // codecserver.go
 	if err != nil {
 		return err
 	}
