@@ -236,6 +236,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 				SlowCommit:    cfg.Pipeline.FloodSlowCommit,
 			},
 			LegacyShape: o.LegacyShape,
+			// Eager starts bypass version routing (activities.Settings).
+			NoEagerStart: cfg.Versioning.Enabled,
 			// Hand-over and parse limits (activities/handover_check.go).
 			MaxWorkflowIDBytes:  cfg.Pipeline.MaxWorkflowIDBytes,
 			MaxPayloadBytes:     cfg.Pipeline.MaxPayloadBytes,
