@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 
 	deploymentpb "go.temporal.io/api/deployment/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -40,6 +42,33 @@ func runDeploy(ctx context.Context, e *env, args []string) int {
 		{"rollback", "stop a ramp, or make the previous (or a named) build current again", deployRollback},
 		{"drained", "exit 0 when no record is left pinned to a build: its workers can stop", deployDrained},
 	}, args)
+}
+
+// busyRetryFor bounds how long a command retries a deployment the server
+// says is busy.
+var busyRetryFor = 30 * time.Second
+
+// retryBusy runs call until it succeeds, fails otherwise, or busyRetryFor
+// has passed. The server answers "too many requests issued to Worker
+// Deployment" (ResourceExhausted) while the deployment's own workflow is
+// still applying the previous change, e.g. a describe right after a ramp:
+// a moment later the same call succeeds.
+func retryBusy(ctx context.Context, call func() error) error {
+	deadline := time.Now().Add(busyRetryFor)
+	wait := 250 * time.Millisecond
+	for {
+		err := call()
+		var busy *serviceerror.ResourceExhausted
+		if err == nil || !errors.As(err, &busy) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 4*time.Second)
+	}
 }
 
 // deployment is what the commands read about the deployment.
@@ -80,8 +109,13 @@ func describeDeployment(ctx context.Context, e *env) (deployment, config.Config,
 	if err != nil {
 		return deployment{}, cfg, nil, err
 	}
-	resp, err := tc.WorkflowService().DescribeWorkerDeployment(ctx, &workflowservice.DescribeWorkerDeploymentRequest{
-		Namespace: cfg.Temporal.Namespace, DeploymentName: cfg.Versioning.DeploymentName,
+	var resp *workflowservice.DescribeWorkerDeploymentResponse
+	err = retryBusy(ctx, func() error {
+		var err error
+		resp, err = tc.WorkflowService().DescribeWorkerDeployment(ctx, &workflowservice.DescribeWorkerDeploymentRequest{
+			Namespace: cfg.Temporal.Namespace, DeploymentName: cfg.Versioning.DeploymentName,
+		})
+		return err
 	})
 	if err != nil {
 		return deployment{}, cfg, tc, fmt.Errorf("describe deployment %s (do workers run with SYNCBRIDGE_VERSIONING=true?): %w", cfg.Versioning.DeploymentName, err)
@@ -241,10 +275,12 @@ func setCurrent(ctx context.Context, e *env, tc client.Client, d deployment, bui
 	if build != "" && d.version(build) == nil {
 		return e.fail("build %q is not a version of deployment %s (start its workers with SYNCBRIDGE_VERSIONING=true and SYNCBRIDGE_BUILD_ID=%s first; 'starter deploy list' shows the versions)", build, d.name, build)
 	}
-	_, err := tc.WorkerDeploymentClient().GetHandle(d.name).SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{
-		BuildID:        build,
-		ConflictToken:  nil, // the operator's word is the latest
-		AllowNoPollers: allowNoPollers,
+	err := retryBusy(ctx, func() error {
+		_, err := tc.WorkerDeploymentClient().GetHandle(d.name).SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{
+			BuildID:        build,
+			AllowNoPollers: allowNoPollers,
+		})
+		return err
 	})
 	if err != nil {
 		return e.fail("set current version of %s to %s: %v", d.name, orUnversioned(build), err)
@@ -298,8 +334,11 @@ the current version again.`)
 	if build != "" && d.version(build) == nil {
 		return e.fail("build %q is not a version of deployment %s ('starter deploy list' shows the versions)", build, d.name)
 	}
-	_, err = tc.WorkerDeploymentClient().GetHandle(d.name).SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{
-		BuildID: build, Percentage: float32(pct), AllowNoPollers: *allowNoPollers,
+	err = retryBusy(ctx, func() error {
+		_, err := tc.WorkerDeploymentClient().GetHandle(d.name).SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{
+			BuildID: build, Percentage: float32(pct), AllowNoPollers: *allowNoPollers,
+		})
+		return err
 	})
 	if err != nil {
 		return e.fail("ramp %s to %g%%: %v", orUnversioned(build), pct, err)
@@ -313,7 +352,10 @@ func stopRamp(ctx context.Context, e *env, tc client.Client, d deployment) int {
 		e.printf("no ramp in progress (current %s)\n", orUnversioned(d.current()))
 		return exitOK
 	}
-	_, err := tc.WorkerDeploymentClient().GetHandle(d.name).SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{})
+	err := retryBusy(ctx, func() error {
+		_, err := tc.WorkerDeploymentClient().GetHandle(d.name).SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{})
+		return err
+	})
 	if err != nil {
 		return e.fail("stop the ramp to %s: %v", orUnversioned(d.ramping()), err)
 	}
