@@ -55,6 +55,13 @@ type Settings struct {
 	// measure the old shape beside the new in one run; never set in
 	// production.
 	LegacyShape bool
+	// NoEagerStart starts records through matching instead of handing
+	// their first task to this worker. Set on versioned workers: the
+	// server grants an eager start to the requesting worker whatever the
+	// deployment's current version, so a poll activity still running on a
+	// build just rolled back from (up to its 5-minute run) would keep
+	// pinning new records to it (TestUpgradeAndRollbackMidDrain).
+	NoEagerStart bool
 	// ParkFor is how long a message for a key whose record runs waits for
 	// that run to close before it is signalled to it (park.go). Zero means
 	// DefaultParkFor; negative signals at once.

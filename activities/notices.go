@@ -54,6 +54,9 @@ type Notices struct {
 	// Lease/3, so a notice whose worker died is started within about
 	// 1.3 x Lease.
 	Lease time.Duration
+	// NoEagerStart starts notices through matching, as versioned workers
+	// start records (Settings.NoEagerStart).
+	NoEagerStart bool
 	// Concurrency is how many starts run at once. Zero: 2.
 	Concurrency int
 	// BeforeStart, if set, runs before each start; a test blocks it to
@@ -227,7 +230,7 @@ func (n *Notices) start(ctx context.Context, group []store.Notice) bool {
 		// closed, is this notice delivered.
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		EnableEagerStart:                         true,
+		EnableEagerStart:                         !n.NoEagerStart,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			searchattr.Outcome.ValueSet(group[0].Outcome), searchattr.Keys.ValueSet(keys)),
 	}

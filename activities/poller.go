@@ -345,7 +345,7 @@ func (a *Activities) startOrSignalPark(ctx context.Context, key string, d contra
 		WorkflowIDReusePolicy:                    reuse,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		EnableEagerStart:                         true,
+		EnableEagerStart:                         !a.Settings.NoEagerStart,
 	}
 	if mayPark && a.hasParked(key) && a.park(ctx, activityLogger(ctx), key, d, reuse) {
 		// An earlier message of the key waits for its run to close; this

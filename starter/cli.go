@@ -40,6 +40,7 @@ var commands = []command{
 	{"conflicts", "list, show or resolve same-key/different-payload conflicts", runConflicts},
 	{"inspect", "everything known about one key: workflow, history, row, conflicts, quarantine", runInspect},
 	{"pollers", "start, stop (gracefully) or show the poller workflows", runPollers},
+	{"deploy", "worker deployment versions: list, make current, ramp, roll back, tell when drained", runDeploy},
 	{"publish", "publish realistic sync events to the broker, as edge devices do", runPublish},
 	{"codec-server", "serve the codec endpoint the Web UI and temporal CLI decrypt payloads through", runCodecServer},
 }
@@ -250,7 +251,7 @@ func usageError(e *env, fs *flags, format string, args ...any) int {
 }
 
 // subcommand dispatches `starter NAME ACTION ...` for commands with
-// actions (quarantine, conflicts, pollers).
+// actions (quarantine, conflicts, pollers, deploy).
 type action struct {
 	name, summary string
 	run           func(ctx context.Context, e *env, args []string) int

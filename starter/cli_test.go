@@ -33,6 +33,8 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		{"inspect", "--help"},
 		{"pollers", "--help"}, {"pollers", "start", "--help"}, {"pollers", "stop", "--help"}, {"pollers", "status", "--help"},
 		{"publish", "--help"},
+		{"deploy", "--help"}, {"deploy", "list", "--help"}, {"deploy", "current", "--help"}, {"deploy", "ramp", "--help"},
+		{"deploy", "rollback", "--help"}, {"deploy", "drained", "--help"},
 	}
 	for _, args := range cases {
 		code, out, errOut := runCLI(t, nil, args...)
@@ -78,6 +80,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"conflicts", "resolve", "--keep", "incoming"},
 		{"conflicts", "list", "--status", "maybe"},
 		{"inspect"},
+		{"deploy"}, {"deploy", "promote"}, {"deploy", "current"}, {"deploy", "current", "a", "b"},
+		{"deploy", "ramp", "b2"}, {"deploy", "ramp", "b2", "150"}, {"deploy", "ramp", "b2", "ten"}, {"deploy", "ramp", "--stop", "b2"},
+		{"deploy", "rollback", "a", "b"}, {"deploy", "drained"}, {"deploy", "drained", "b1", "--wait", "soon"}, {"deploy", "list", "x"},
 		{"inspect", "a", "b"},
 		{"pollers", "restart"},
 		{"pollers", "stop", "now"},
@@ -97,7 +102,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 func TestMissingConfigurationExits1(t *testing.T) {
 	for _, args := range [][]string{
 		{"reconcile"}, {"quarantine", "list"}, {"conflicts", "list"}, {"inspect", "k1"},
-		{"pollers", "status"}, {"publish", "--count", "1"},
+		{"pollers", "status"}, {"publish", "--count", "1"}, {"deploy", "list"}, {"deploy", "drained", "b1"},
 	} {
 		code, _, errOut := runCLI(t, map[string]string{}, args...)
 		if code != exitFailure || !strings.Contains(errOut, "invalid configuration") || !strings.Contains(errOut, "ROCKETMQ_ENDPOINT is required") {

@@ -39,6 +39,9 @@ type Config struct {
 	// Codec is the codec server the worker serves for the Web UI and CLI
 	// (codecserver.go).
 	Codec CodecServer
+	// Versioning is the worker's place in a Temporal Worker Deployment
+	// (versioning.go).
+	Versioning Versioning
 }
 
 // MQ addresses the RocketMQ HTTP endpoint.
@@ -194,6 +197,10 @@ var Vars = []Var{
 	{"TEMPORAL_TLS_SERVER_NAME", "", "name to verify the frontend certificate against; empty = host of TEMPORAL_ADDRESS", false},
 	{"TEMPORAL_API_KEY", "", "API key sent as a bearer token (or TEMPORAL_API_KEY_FILE)", true},
 	{"SYNCBRIDGE_TASK_QUEUE", "syncbridge", "task queue for workflows and activities", false},
+	// Worker Deployment Versioning (versioning.go).
+	{"SYNCBRIDGE_VERSIONING", "false", "true = join the Worker Deployment: records stay on the build that started them, new work goes to the current version (starter deploy); false = unversioned", false},
+	{"SYNCBRIDGE_DEPLOYMENT_NAME", "syncbridge", "Worker Deployment name (no '.' or ':'); one per pipeline", false},
+	{"SYNCBRIDGE_BUILD_ID", "", "this build's ID in the deployment; empty = the binary's VCS revision (12 digits), with an executable digest when the tree was modified or VCS info is absent", false},
 	{"SYNCBRIDGE_POLLERS", "2", "poller workflows per topic/group", false},
 	{"SYNCBRIDGE_START_POLLERS", "true", "ensure poller workflows exist at worker start", false},
 	{"SYNCBRIDGE_MAX_INFLIGHT", "200", "running record workflows at which polling pauses", false},
@@ -291,6 +298,7 @@ func Load(getenv func(string) string) (Config, error) {
 		APIKey:    l.secret("TEMPORAL_API_KEY", false),
 	}
 	c.Temporal.TLS = l.temporalTLS(c.Temporal.APIKey != "") // tls.go
+	c.Versioning = l.versioning()                           // versioning.go
 
 	c.Pipeline = Pipeline{
 		Pollers:              l.intIn("SYNCBRIDGE_POLLERS", 0, 64),
@@ -364,9 +372,13 @@ func FromEnv() (Config, error) { return Load(os.Getenv) }
 
 // String never shows secrets, so a Config can be logged as a whole.
 func (c Config) String() string {
-	return fmt.Sprintf("mq=%s topic=%s group=%s instance=%q tag=%q db=%s temporal=%s/%s queue=%s pollers=%d maxInFlight=%d encryptPayloads=%t codec=%q",
+	version := "unversioned"
+	if c.Versioning.Enabled {
+		version = c.Versioning.DeploymentName + ":" + c.Versioning.BuildID
+	}
+	return fmt.Sprintf("mq=%s topic=%s group=%s instance=%q tag=%q db=%s temporal=%s/%s queue=%s version=%s pollers=%d maxInFlight=%d encryptPayloads=%t codec=%q",
 		c.MQ.Endpoint, c.MQ.Topic, c.MQ.Group, c.MQ.InstanceID, c.MQ.Tag, RedactDSN(c.DB.DSN),
-		c.Temporal.Address, c.Temporal.Namespace, c.Temporal.TaskQueue,
+		c.Temporal.Address, c.Temporal.Namespace, c.Temporal.TaskQueue, version,
 		c.Pipeline.Pollers, c.Pipeline.MaxInFlight, len(c.Pipeline.PayloadKeys) > 0, c.Codec.Addr)
 }
 

@@ -30,10 +30,24 @@ const (
 	// only outcomes that need a person are indexed. It is a new type rather
 	// than a workflow.GetVersion branch because GetVersion writes a marker
 	// and a TemporalChangeVersion upsert into every history (two of the
-	// eight events a record may cost), and because a worker that does not
-	// know the type refuses its tasks instead of running the old shape on
-	// them during a rolling deploy. RecordWorkflowName stays registered for
-	// executions started before the change.
+	// eight events a record may cost). On a versioned fleet
+	// (SYNCBRIDGE_VERSIONING) that is the whole reason: records are pinned
+	// to the build that started them, so a later shape change can keep the
+	// name and ship as a new build, no new type and no GetVersion needed.
+	// On an unversioned fleet a new type is still what makes a rolling
+	// deploy safe: a worker that does not know the type refuses its tasks
+	// instead of running the old shape on them.
+	//
+	// RecordWorkflowName is not retired. It is still started: as the child
+	// of a quarantine replay (workflows.ReplayQuarantineWorkflow) and by
+	// the benchmark's legacy shape. And a fleet upgraded from an
+	// unversioned build may hold running executions of it (a record stuck
+	// on the database lives up to SYNCBRIDGE_UNCLASSIFIED_RETRY_FOR, and
+	// reconciliation re-drives old runs), which versioning cannot route to
+	// old workers that no longer exist. Retire it once the replay starts
+	// V2 and `WorkflowType = 'RecordWorkflow' AND ExecutionStatus =
+	// 'Running'` counts zero in every namespace; its recorded histories
+	// stay in the replay tests for as long as it is registered.
 	RecordWorkflowV2Name = "RecordWorkflowV2"
 
 	// FloodNoticeWorkflowName shows conflicts and quarantines flood mode

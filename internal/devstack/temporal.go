@@ -394,6 +394,15 @@ func devDynamicConfig(extra map[string]any) dynamicconfig.StaticClient {
 		// Search attributes added while running become visible at once
 		// instead of after the cache's refresh period.
 		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
+		// Worker Deployment Versioning (on by default in this server):
+		// whether an old build is drained is checked a grace period after
+		// it stopped taking new work, for visibility to catch up, then
+		// every refresh interval; 3 minutes each by default. The
+		// in-process server's visibility is written within a second, and
+		// `starter deploy drained` on a dev stack or in a test should not
+		// wait minutes for it.
+		dynamicconfig.VersionDrainageStatusVisibilityGracePeriod.Key(): 3 * time.Second,
+		dynamicconfig.VersionDrainageStatusRefreshInterval.Key():       3 * time.Second,
 	}
 	for k, v := range extra {
 		dc[dynamicconfig.MakeKey(k)] = v

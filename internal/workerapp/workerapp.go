@@ -56,6 +56,10 @@ type Options struct {
 	// CodecReady, if set, is called with the codec server's address once
 	// it listens (only when SYNCBRIDGE_CODEC_ADDR is set).
 	CodecReady func(addr string)
+	// RecordWorkflow, when set, serves contract.RecordWorkflowV2Name
+	// instead of workflows.RecordWorkflowV2: tests stand up a build whose
+	// record shape is incompatible with this one's histories.
+	RecordWorkflow workflows.RecordFunc
 	// StuckAfter and StuckSampleEvery override the stuck-records gauge's
 	// threshold and sampling interval (tests); zero means the defaults
 	// (DefaultStuckAfter, 30 s).
@@ -212,7 +216,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	notices := &activities.Notices{
 		Temporal: tc, Store: st, TaskQueue: cfg.Temporal.TaskQueue, WorkflowIDPrefix: cfg.Pipeline.WorkflowIDPrefix,
 		Topic: cfg.MQ.Topic, Group: cfg.MQ.Group, Metrics: reg.Pipeline, Log: log.With("component", "record-notices"),
-		Lease: cfg.Pipeline.FloodNoticeLease, BeforeStart: o.NoticeHook,
+		Lease: cfg.Pipeline.FloodNoticeLease, BeforeStart: o.NoticeHook, NoEagerStart: cfg.Versioning.Enabled,
 	}
 	acts := &activities.Activities{
 		Store:   st,
@@ -243,6 +247,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 				SlowCommit:    cfg.Pipeline.FloodSlowCommit,
 			},
 			LegacyShape: o.LegacyShape,
+			// Eager starts bypass version routing (activities.Settings).
+			NoEagerStart: cfg.Versioning.Enabled,
 			// Hand-over and parse limits (activities/handover_check.go).
 			MaxWorkflowIDBytes:  cfg.Pipeline.MaxWorkflowIDBytes,
 			MaxPayloadBytes:     cfg.Pipeline.MaxPayloadBytes,
@@ -253,6 +259,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		DBErrors: &activities.DBErrorPolicy{UnclassifiedRetryFor: cfg.Pipeline.UnclassifiedRetryFor, Alarm: dbAlarm},
 	}
 	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
+		// A Worker Deployment version when SYNCBRIDGE_VERSIONING is on
+		// (versioning.go).
+		DeploymentOptions: deploymentOptions(cfg.Versioning),
 		WorkerStopTimeout: StopTimeout,
 		// Sized against the poll activity's heartbeat timeout (see
 		// activities.HeartbeatSendEvery); a stop (cancellation, learnt
@@ -267,7 +276,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		// Poll activities hold a slot for minutes; keep room for inserts.
 		MaxConcurrentActivityExecutionSize: 4*cfg.DB.MaxOpenConns + cfg.Pipeline.Pollers + 8,
 	})
-	Register(w, acts)
+	if o.RecordWorkflow != nil {
+		workflows.RegisterWithRecord(w, o.RecordWorkflow)
+		w.RegisterActivity(acts)
+	} else {
+		Register(w, acts)
+	}
 
 	metricsAddr := ""
 	if cfg.MetricsAddr != "" {
@@ -303,6 +317,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	if cfg.Versioning.Enabled {
+		go reportVersionRouting(ctx, tc, cfg.Versioning, log) // versioning.go
+	}
 	if cfg.Pipeline.StartPollers {
 		every := o.PollerKeepEvery
 		if every <= 0 {
@@ -319,7 +336,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	noticesDone := make(chan struct{})
 	go func() { defer close(noticesDone); notices.Run(noticeCtx) }()
 	defer func() { stopNotices(); <-noticesDone }()
-	log.Info("worker running", "taskQueue", cfg.Temporal.TaskQueue, "pollers", cfg.Pipeline.Pollers, "metrics", metricsAddr)
+	log.Info("worker running", "taskQueue", cfg.Temporal.TaskQueue, "version", versionName(cfg.Versioning), "pollers", cfg.Pipeline.Pollers, "metrics", metricsAddr)
 	if o.Ready != nil {
 		o.Ready(metricsAddr)
 	}
