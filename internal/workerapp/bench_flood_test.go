@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/testenv"
 )
 
 // Flood mode is judged against two loops without Temporal, on the same
@@ -217,4 +219,67 @@ func bulkSettle(ctx context.Context, b *testing.B, st *store.Store, c mqclient.C
 		})
 	}
 	acks.Wait()
+}
+
+// benchFloodRSS drains a backlog of n messages (floodData at 5%
+// exceptions) with the real worker binary in flood mode and samples the
+// worker process's resident memory every 200 ms. The embedded Temporal
+// server and the emulator live in the benchmark's process, so the figure
+// is the worker's alone. It returns the peak (VmHWM) in MiB and the drain
+// rate.
+func benchFloodRSS(b *testing.B, n int) (peakMiB, rate float64) {
+	p := newPipe(b, mqemu.Config{InvisibleTime: 10 * time.Minute, Faults: mqemu.Faults{DuplicateRate: benchDupRate}, Seed: 1},
+		map[string]string{"SYNCBRIDGE_FLOOD_MODE": "true", "SYNCBRIDGE_POLLERS": "2", "SYNCBRIDGE_LOG_LEVEL": "warn"})
+	p.env.Logger = quietLogger()
+	w := p.worker(Options{Logger: quietLogger()}) // migrates
+	_ = w.stop()
+	msgs := floodData(n, "rss-", 0.05)
+	// Published from 8 goroutines: 200,000 one by one take minutes.
+	var wg sync.WaitGroup
+	for k := range 8 {
+		wg.Go(func() {
+			prod := mqclient.NewProducer(mqclient.Endpoint{URL: p.env.MQURL, AccessKey: p.env.AccessKey, SecretKey: p.env.SecretKey, InstanceID: p.env.InstanceID}, p.env.Topic)
+			for i := k; i < len(msgs); i += 8 {
+				if _, err := prod.Publish(context.Background(), msgs[i].Key, msgs[i].Tag, msgs[i].Body); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	cmd := p.process(testenv.WorkerBinary(b))
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	start := time.Now()
+	var peak int64
+	for {
+		if kb := procStatusKB(cmd.Process.Pid, "VmHWM"); kb > peak {
+			peak = kb
+		}
+		st := p.env.MQ.Stats(p.env.Topic, p.env.Group)
+		if st.Published == len(msgs) && st.Ready == 0 && st.InFlight == 0 {
+			break
+		}
+		if time.Since(start) > 30*time.Minute {
+			b.Fatalf("not drained: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	return float64(peak) / 1024, float64(len(msgs)) / elapsed.Seconds()
+}
+
+// procStatusKB reads a kB field of /proc/PID/status; 0 if unreadable.
+func procStatusKB(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb
+		}
+	}
+	return 0
 }

@@ -105,7 +105,7 @@ func BenchmarkDrain(b *testing.B) {
 		b.StopTimer()
 		var ceiling, lean, legacy drainResult
 		for _, ph := range benchSequence {
-			if len(phases) > 0 && !phases[ph] && !(ph == "flood" && (phases["bulk"] || phases["plain"])) {
+			if len(phases) > 0 && !phases[ph] && !(ph == "flood" && (phases["bulk"] || phases["plain"])) || len(phases) == 0 && ph == "rss" {
 				continue
 			}
 			switch ph {
@@ -119,6 +119,16 @@ func BenchmarkDrain(b *testing.B) {
 				// Flood mode, its bulk ceiling and its baseline, for
 				// each exception mix (bench_flood_test.go).
 				benchFloodFamily(b, 5*n, phases)
+			case "rss":
+				// Opt-in (SYNCBRIDGE_BENCH_PHASES=rss): minutes of
+				// publishing. The worker's peak memory on 20,000 and
+				// on 200,000 messages: bounded if it does not grow
+				// with the backlog.
+				for _, size := range []int{20_000, 200_000} {
+					peak, rate := benchFloodRSS(b, size)
+					fmt.Printf("flood rss: %d messages drained at %.0f msgs/s, worker peak RSS %.1f MiB\n", size, rate, peak)
+					b.ReportMetric(peak, fmt.Sprintf("rss_%dk_MiB", size/1000))
+				}
 			case "recovery":
 				b.ReportMetric(benchRecovery(b, 3*n/2).Seconds(), "recovery_s")
 			}
@@ -162,7 +172,7 @@ func BenchmarkDrain(b *testing.B) {
 // grows steadily with the work done cancels out of their ratios. Flood mode
 // and the plain consumer come after them; the plain loop uses no Temporal,
 // so flood mode is the one handicapped there, and its ratio is a lower bound.
-var benchSequence = []string{"ceiling", "lean", "legacy", "legacy", "lean", "ceiling", "flood", "recovery"}
+var benchSequence = []string{"ceiling", "lean", "legacy", "legacy", "lean", "ceiling", "flood", "recovery", "rss"}
 
 // add folds one more run of a shape into r (printing it): the rate over
 // both runs is their messages over their time, the per-message and
