@@ -63,8 +63,9 @@ import (
 //     serial hand-over, regular activities, one transaction per insert),
 //     the baseline the speed-up is a ratio to;
 //
-//   - flood: the same drain with SYNCBRIDGE_FLOOD_MODE=true, and its
-//     baseline, a plain consumer loop (benchPlainConsumer);
+//   - flood: the same drain with SYNCBRIDGE_FLOOD_MODE=true, against its
+//     baseline, a plain consumer loop, and its ceiling, a bulk loop
+//     without Temporal, for each exception mix (bench_flood_test.go);
 //
 //   - recovery: a worker process (the real binary) killed with SIGKILL
 //     mid-drain and restarted at once: seconds until the drain is back to
@@ -81,12 +82,14 @@ import (
 // throughput. Ceiling, lean and legacy run twice, in mirror order (see
 // benchSequence), and their rates are taken over both runs.
 //
-// SYNCBRIDGE_BENCH_MESSAGES sets the backlog (default 2000, three times
-// that for flood mode and the plain consumer: 80% distinct
+// SYNCBRIDGE_BENCH_MESSAGES sets the backlog (default 2000: 80% distinct
 // keys, the rest republished, a fifth of those changed, 1% malformed, with
-// 5% duplicate delivery). SYNCBRIDGE_BENCH_PHASES runs a subset (comma
-// separated: ceiling, lean, legacy, flood, plain, recovery), in the same
-// order; a ratio is reported only when both of its sides ran.
+// 5% duplicate delivery; five times that for flood mode, its ceiling and
+// its baseline, with SYNCBRIDGE_BENCH_EXCEPTIONS setting their mixes).
+// SYNCBRIDGE_BENCH_PHASES runs a subset (comma separated: ceiling, lean,
+// legacy, flood, bulk, plain, recovery, and rss, which only runs when
+// named), in the same order; a ratio is reported only when both of its
+// sides ran.
 // SYNCBRIDGE_BENCH_CPUPROFILE names a directory for a CPU profile of each
 // drain (benchProfile). Rates are only comparable within one run: run it
 // on an otherwise quiet machine.
