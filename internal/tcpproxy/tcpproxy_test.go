@@ -73,3 +73,45 @@ func TestCutAndRestore(t *testing.T) {
 		t.Fatalf("after restore: %v", err)
 	}
 }
+
+// Every request waits out the latency while it is set, and the proxy
+// counts the client connections open at once.
+func TestLatencyAndConns(t *testing.T) {
+	p, err := Start(echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var cs []net.Conn
+	for range 3 {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := roundTrip(c); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	p.SetLatency(150 * time.Millisecond)
+	start := time.Now()
+	if err := roundTrip(cs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Fatalf("round trip took %s with 150ms latency", took)
+	}
+	p.SetLatency(0)
+	start = time.Now()
+	if err := roundTrip(cs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= 150*time.Millisecond {
+		t.Fatalf("round trip took %s after the latency was removed", took)
+	}
+	cs[2].Close()
+	time.Sleep(100 * time.Millisecond)
+	if open, most := p.Conns(); open != 2 || most != 3 {
+		t.Fatalf("Conns() = %d open, %d most; want 2, 3", open, most)
+	}
+}
