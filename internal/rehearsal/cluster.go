@@ -345,9 +345,10 @@ func (c *cluster) stopAll(out io.Writer) error {
 	return nil
 }
 
-// setupSchemas creates Temporal's two databases from scratch with the
-// server module's own SQL tool and schema files: what an operator runs
-// (deploy/temporal/setup-schema.sh does the same in the admin-tools image).
+// setupSchemas drops Temporal's two databases (a rehearsal starts from
+// an empty cluster) and runs deploy/temporal/setup-schema.sh, the script
+// docker-compose.yml's temporal-schema runs, with the SQL tool and schema
+// files of the pinned server module.
 func setupSchemas(ctx context.Context, o Options, temporalDir string) error {
 	host, p, _ := strings.Cut(o.PostgreSQL, ":")
 	logf, err := os.OpenFile(filepath.Join(o.Dir, "logs", "schema.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
@@ -355,20 +356,22 @@ func setupSchemas(ctx context.Context, o Options, temporalDir string) error {
 		return err
 	}
 	defer logf.Close()
-	for _, db := range [][2]string{{TemporalDB, "temporal"}, {VisibilityDB, "visibility"}} {
-		for _, args := range [][]string{
-			{"drop", "--force"}, // a rehearsal starts from an empty cluster
-			{"create"},
-			{"setup-schema", "-v", "0.0"},
-			{"update-schema", "-d", filepath.Join(temporalDir, "schema/postgresql/v12", db[1], "versioned")},
-		} {
-			cmd := exec.CommandContext(ctx, o.bin("temporal-sql-tool"),
-				append([]string{"--plugin", "postgres12", "--ep", host, "-p", p, "-u", "postgres", "--db", db[0]}, args...)...)
-			cmd.Stdout, cmd.Stderr = logf, logf
-			if err := cmd.Run(); err != nil {
-				return fmt.Errorf("rehearsal: temporal-sql-tool %s on %s: %w (see %s)", args[0], db[0], err, logf.Name())
-			}
+	for _, db := range []string{TemporalDB, VisibilityDB} {
+		cmd := exec.CommandContext(ctx, o.bin("temporal-sql-tool"),
+			"--plugin", "postgres12", "--ep", host, "-p", p, "-u", "postgres", "--db", db, "drop", "--force")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("rehearsal: temporal-sql-tool drop %s: %w (see %s)", db, err, logf.Name())
 		}
+	}
+	cmd := exec.CommandContext(ctx, "sh", filepath.Join(o.Repo, "deploy/temporal/setup-schema.sh"))
+	cmd.Env = []string{"PATH=" + o.BinDir + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"POSTGRES_SEEDS=" + host, "DB_PORT=" + p, "POSTGRES_USER=postgres", "SQL_PASSWORD=",
+		"TEMPORAL_DB=" + TemporalDB, "VISIBILITY_DB=" + VisibilityDB,
+		"SCHEMA_DIR=" + filepath.Join(temporalDir, "schema/postgresql/v12")}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("rehearsal: deploy/temporal/setup-schema.sh: %w (see %s)", err, logf.Name())
 	}
 	return nil
 }

@@ -14,11 +14,14 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/drainaudit"
+	"github.com/syncbridge/syncbridge/internal/histcost"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
@@ -59,7 +62,11 @@ type DrillReport struct {
 	Published, Acked, DeadLettered, Quarantined, ExtraDeliveries int
 	LongestStall, Took                                           time.Duration
 	Faults                                                       []FaultResult
-	Failures                                                     []string
+	// Cost is what CostRuns closed record runs of the drill cost, read
+	// from their histories (faults included: retries show here).
+	Cost     histcost.Cost
+	CostRuns int
+	Failures []string
 }
 
 // Drill publishes a backlog of the benchmark's mix and breaks the
@@ -143,7 +150,7 @@ func Drill(ctx context.Context, o DrillOptions) (DrillReport, error) {
 	go func() {
 		defer close(faultsDone)
 		for i, name := range o.Faults {
-			at := 0.1 + 0.7*float64(i)/float64(len(o.Faults))
+			at := faultAt(i, len(o.Faults))
 			for tr.share(len(msgs)) < at && !tr.drained(len(msgs)) && ctx.Err() == nil {
 				time.Sleep(100 * time.Millisecond)
 			}
@@ -171,6 +178,13 @@ func Drill(ctx context.Context, o DrillOptions) (DrillReport, error) {
 				}
 				if tr.drained(len(msgs)) {
 					fr.Note = "the backlog drained before the rate was measured again"
+					break
+				}
+				// The faults after this one must still find a backlog to
+				// break: past the next one's share plus 15% (80% at
+				// most), it runs and this measurement ends.
+				if next := i + 1; next < len(o.Faults) && tr.share(len(msgs)) >= min(0.8, faultAt(next, len(o.Faults))+0.15) {
+					fr.Note = "measurement cut short: the next fault was due"
 					break
 				}
 			}
@@ -230,6 +244,9 @@ func Drill(ctx context.Context, o DrillOptions) (DrillReport, error) {
 	rep.Quarantined = q - quarantinedBefore
 	rep.LongestStall = tr.longestStall()
 	rep.Took = time.Since(start)
+	if rep.CostRuns, rep.Cost, err = historyCosts(ctx, tc, prefix, 200); err != nil {
+		say("history costs not counted: %v", err)
+	}
 
 	for _, f := range rep.Faults {
 		if strings.HasPrefix(f.Note, "not run") || strings.HasPrefix(f.Note, "failed") {
@@ -257,6 +274,10 @@ func (r DrillReport) String() string {
 	fmt.Fprintf(&b, "published %d, acked %d, dead-lettered %d, extra deliveries (duplicates, redeliveries) %d\n",
 		r.Published, r.Acked, r.DeadLettered, r.ExtraDeliveries)
 	fmt.Fprintf(&b, "longest stall %s, drill took %s\n", r.LongestStall.Round(100*time.Millisecond), r.Took.Round(time.Second))
+	if r.CostRuns > 0 {
+		fmt.Fprintf(&b, "history: %.2f events and %.2f billable actions per record run (%d runs sampled)\n",
+			float64(r.Cost.Events)/float64(r.CostRuns), float64(r.Cost.Actions)/float64(r.CostRuns), r.CostRuns)
+	}
 	for _, f := range r.Faults {
 		fmt.Fprintf(&b, "  %-17s at %3.0f%% acked, pre-fault %6.1f acks/s, fault took %7s, back to 80%% after %s",
 			f.Name, 100*f.At, f.PreRate, f.Took.Round(100*time.Millisecond), fmtRecovery(f.Recovery))
@@ -335,6 +356,11 @@ func (c *cluster) fault(ctx context.Context, name string, o DrillOptions, say fu
 	}
 	return fmt.Errorf("unknown fault %q", name)
 }
+
+// faultAt is the acked share at which fault i of n starts: spread over
+// 10-80% of the backlog, so the first has a rate to compare with and the
+// last a backlog to break.
+func faultAt(i, n int) float64 { return 0.1 + 0.7*float64(i)/float64(n) }
 
 // drillMessages is the benchmark's backlog (benchData in
 // internal/workerapp): 80% distinct keys, 20% changed payloads, 1%
@@ -472,6 +498,34 @@ func runningRecords(ctx context.Context, tc client.Client) int64 {
 		return -1
 	}
 	return resp.GetCount()
+}
+
+// historyCosts prices up to limit closed record runs of the drill's keys
+// from their histories.
+func historyCosts(ctx context.Context, tc client.Client, prefix string, limit int) (int, histcost.Cost, error) {
+	var total histcost.Cost
+	resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Namespace: Namespace, PageSize: int32(limit),
+		Query: contract.RecordTypesQuery + " AND ExecutionStatus != 'Running' AND WorkflowId STARTS_WITH '" + prefix + "'",
+	})
+	if err != nil {
+		return 0, total, err
+	}
+	runs := 0
+	for _, ex := range resp.GetExecutions() {
+		var events []*historypb.HistoryEvent
+		it := tc.GetWorkflowHistory(ctx, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				return runs, total, err
+			}
+			events = append(events, ev)
+		}
+		total = total.Add(histcost.Of(events))
+		runs++
+	}
+	return runs, total, nil
 }
 
 func waitHealthy(ctx context.Context, addr string) error {
