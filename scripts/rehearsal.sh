@@ -4,6 +4,7 @@
 #   scripts/rehearsal.sh up [--workers N] [--flood] [--dir DIR]
 #   scripts/rehearsal.sh status [--dir DIR]
 #   scripts/rehearsal.sh drill [--messages N] [--faults LIST] [--dir DIR]
+#   scripts/rehearsal.sh bench [--messages N] [--dir DIR]   (after up --workers 3)
 #   scripts/rehearsal.sh down [--dir DIR]
 #
 # up builds (into DIR/bin) the official Temporal server, its SQL tool and
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cmd=${1:-}
-[ -n "$cmd" ] || { sed -n '2,9p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] || { sed -n '2,10p' "$0" >&2; exit 2; }
 shift
 dir=rehearsal
 args=("$@")

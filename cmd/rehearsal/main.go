@@ -30,6 +30,8 @@ const usage = `Usage: rehearsal COMMAND [flags]
   status [--dir DIR]                       which process runs and answers
   drill [--messages N] [--faults LIST] [--dir DIR]
                                            drain a backlog while breaking things
+  bench [--messages N] [--dir DIR]         per-key drain with 1, 2, 3 workers, then flood
+                                           (needs up --workers 3)
   down [--dir DIR]                         stop everything
   proxy LISTEN TARGET                      (internal) the database proxy:
                                            SIGUSR1 cuts, SIGUSR2 restores
@@ -57,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pgCluster := fs.String("pg-cluster", "15/main", "the Debian PostgreSQL cluster drill restarts")
 	workers := fs.Int("workers", 3, "up: worker processes")
 	flood := fs.Bool("flood", false, "up: workers in flood mode (SYNCBRIDGE_FLOOD_MODE=true)")
-	messages := fs.Int("messages", 20000, "drill: messages in the backlog")
+	messages := fs.Int("messages", 20000, "drill: messages in the backlog (bench: per phase, default 3000)")
 	faults := fs.String("faults", strings.Join(rehearsal.AllFaults, ","), "drill: faults, in order")
 	dup := fs.Float64("dup", 0.05, "drill: the broker's duplicate delivery rate")
 	cutFor := fs.Duration("cut-for", 15*time.Second, "drill: how long cut-db keeps the database away")
@@ -97,6 +99,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 		}
+	case "bench":
+		n := *messages
+		if !isSet(fs, "messages") {
+			n = 3000
+		}
+		var phases []rehearsal.BenchPhase
+		phases, err = rehearsal.Bench(ctx, rehearsal.BenchOptions{Dir: abs(*dir), Messages: n, DupRate: *dup, Timeout: *timeout, Out: stdout})
+		if len(phases) > 0 {
+			fmt.Fprint(stdout, "\n"+rehearsal.BenchTable(phases))
+		}
 	default:
 		fmt.Fprintf(stderr, "rehearsal: unknown command %q\n\n%s", args[0], usage)
 		return 2
@@ -135,6 +147,12 @@ func proxy(ctx context.Context, listen, target string, stderr io.Writer) int {
 			}
 		}
 	}
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func splitList(s string) []string {

@@ -245,14 +245,17 @@ func Up(ctx context.Context, o Options) (err error) {
 	if err := registerNamespace(ctx, FrontendAddr); err != nil {
 		return err
 	}
-	for _, name := range c.state.Order {
-		if name == "dbproxy" || name == "temporal" {
-			continue
-		}
+	for _, name := range []string{"mqemu", "codec", "ui"} {
 		step("starting %s", name)
 		if err := c.start(name, 90*time.Second); err != nil {
 			return err
 		}
+	}
+	// Together, as a fleet rolls out: the first worker up would otherwise
+	// take every poll activity, and records run where the polls are.
+	step("starting %s", strings.Join(c.workerNames(), ", "))
+	if err := c.startAll(c.workerNames(), 90*time.Second); err != nil {
+		return err
 	}
 	fmt.Fprint(o.Out, c.banner())
 	return nil

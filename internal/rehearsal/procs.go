@@ -112,21 +112,44 @@ func (c *cluster) savePids() error {
 // that started it), output appended to DIR/logs/NAME.log, and waits until
 // it is ready.
 func (c *cluster) start(name string, readyWithin time.Duration) error {
+	return c.startAll([]string{name}, readyWithin)
+}
+
+// startAll launches every name at once, then waits until each is ready:
+// workers started together get an even chance at the poll activities.
+func (c *cluster) startAll(names []string, readyWithin time.Duration) error {
+	exited := map[string]chan error{}
+	for _, name := range names {
+		ch, err := c.launch(name)
+		if err != nil {
+			return err
+		}
+		exited[name] = ch
+	}
+	for _, name := range names {
+		if err := waitReady(c.state.Specs[name].Ready, readyWithin, exited[name]); err != nil {
+			return fmt.Errorf("rehearsal: %s (pid %d) not ready: %w; see %s", name, c.pids[name], err, c.path("logs/"+name+".log"))
+		}
+	}
+	return nil
+}
+
+func (c *cluster) launch(name string) (chan error, error) {
 	sp, ok := c.state.Specs[name]
 	if !ok {
-		return fmt.Errorf("rehearsal: no process %q", name)
+		return nil, fmt.Errorf("rehearsal: no process %q", name)
 	}
 	for _, addr := range sp.Ports {
 		if listening(addr) {
-			return fmt.Errorf("rehearsal: %s: %s is already in use (another rehearsal, or a process left over? `scripts/rehearsal.sh down`)", name, addr)
+			return nil, fmt.Errorf("rehearsal: %s: %s is already in use (another rehearsal, or a process left over? `scripts/rehearsal.sh down`)", name, addr)
 		}
 	}
 	if err := os.MkdirAll(c.path("logs"), 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	logf, err := os.OpenFile(c.path("logs/"+name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "---- %s started by rehearsal\n", time.Now().UTC().Format(time.RFC3339))
@@ -135,20 +158,14 @@ func (c *cluster) start(name string, readyWithin time.Duration) error {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("rehearsal: start %s: %w", name, err)
+		return nil, fmt.Errorf("rehearsal: start %s: %w", name, err)
 	}
 	pid := cmd.Process.Pid
 	c.children[pid] = cmd
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	c.pids[name] = pid
-	if err := c.savePids(); err != nil {
-		return err
-	}
-	if err := waitReady(sp.Ready, readyWithin, exited); err != nil {
-		return fmt.Errorf("rehearsal: %s (pid %d) not ready: %w; see %s", name, pid, err, c.path("logs/"+name+".log"))
-	}
-	return nil
+	return exited, c.savePids()
 }
 
 // stop sends sig to name and waits up to grace for it to exit, then
