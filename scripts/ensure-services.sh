@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Makes sure what the tests need is on this machine and running:
-# MariaDB on 127.0.0.1:3306 (root, empty password), Debian's Chromium for
+# MariaDB on 127.0.0.1:3306 (root, empty password), PostgreSQL 15 on
+# 127.0.0.1:5432 (trust authentication; the production rehearsal's Temporal
+# cluster), Debian's Chromium for
 # the Web UI check, docker-compose to validate docker-compose.yml (no
 # Docker engine is needed for that) and Prometheus (server and promtool) for
 # the alert-rule tests and the live-Prometheus test. Idempotent; needs root (or sudo) only to install/start.
+# REHEARSAL_SERVICES_ONLY=1 stops after the two databases
+# (scripts/rehearsal.sh needs nothing else).
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -32,6 +36,28 @@ if ! mariadb_up; then
   mariadb_up || { echo "ensure-services: MariaDB is not reachable on 127.0.0.1:3306 as root" >&2; exit 1; }
 fi
 echo "ensure-services: MariaDB ok ($(mariadb -h127.0.0.1 -uroot -N -e 'SELECT VERSION()'))"
+
+postgres_up() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
+
+if ! postgres_up; then
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ ! -d /etc/postgresql/15/main ]; then
+    echo "ensure-services: installing PostgreSQL 15"
+    apt_install postgresql-15
+  fi
+  echo "ensure-services: starting PostgreSQL 15"
+  as_root pg_ctlcluster --skip-systemctl-redirect 15 main start || true
+  for _ in $(seq 1 60); do postgres_up && break; sleep 1; done
+  postgres_up || { echo "ensure-services: PostgreSQL is not reachable on 127.0.0.1:5432" >&2; exit 1; }
+fi
+if ! psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SELECT 1' >/dev/null 2>&1; then
+  echo "ensure-services: PostgreSQL on 127.0.0.1:5432 does not let postgres in without a password (the rehearsal needs trust authentication on loopback)" >&2
+  exit 1
+fi
+echo "ensure-services: PostgreSQL ok ($(psql -h 127.0.0.1 -U postgres -d postgres -Atc 'SHOW server_version'))"
+
+if [ -n "${REHEARSAL_SERVICES_ONLY:-}" ]; then
+  exit 0
+fi
 
 if ! command -v chromium >/dev/null 2>&1; then
   echo "ensure-services: installing Chromium (for the Web UI check)"

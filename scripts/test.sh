@@ -2,14 +2,18 @@
 # Runs every test of the project: unit tests, integration tests against the
 # embedded Temporal server, the RocketMQ emulator and MariaDB, the dev-stack
 # restart test, the headless-Chromium Web UI check, the alert-rule tests
-# (promtool) and the live-Prometheus scrape test.
+# (promtool), the live-Prometheus scrape test and a short production
+# rehearsal drill (scripts/rehearsal.sh: a Temporal cluster on PostgreSQL,
+# two worker processes, one SIGKILLed, the Temporal server SIGKILLed and
+# restarted, 2,000 messages).
 #
 #   scripts/test.sh           everything (what CI runs)
 #   scripts/test.sh -short    unit tests only (SHORT=1 does the same): no
 #                             embedded Temporal server, no worker binary,
 #                             no race detector
 #
-# Needs MariaDB on 127.0.0.1:3306 (root, empty password), Debian's chromium
+# Needs MariaDB on 127.0.0.1:3306 (root, empty password), PostgreSQL 15 on
+# 127.0.0.1:5432 (trust authentication), Debian's chromium
 # and prometheus; scripts/ensure-services.sh installs and starts them when
 # it can (it is run first). SYNCBRIDGE_TEST_MYSQL_DSN points the tests at
 # another server.
@@ -67,4 +71,19 @@ else
   # took 97 s instead of 23 s.
   go test -json -race -gcflags='modernc.org/...=-race=false -d=checkptr=0' \
     -count=1 -timeout 40m ./... | "$testfmt"
+
+  # The short drill: the real topology (the official server on PostgreSQL,
+  # worker processes in production mode), a worker SIGKILL and a Temporal
+  # server SIGKILL + restart while 2,000 messages drain; fails on any loss,
+  # doubling or dead letter. Its processes are stopped whatever happens.
+  echo "== production rehearsal: short drill"
+  rehearsal_dir=$(mktemp -d)
+  trap 'scripts/rehearsal.sh down --dir "$rehearsal_dir" >/dev/null 2>&1 || true; rm -rf "$(dirname "$testfmt")" "$rehearsal_dir"' EXIT
+  scripts/rehearsal.sh up --workers 2 --dir "$rehearsal_dir" | grep -v '^  export '
+  if ! scripts/rehearsal.sh drill --dir "$rehearsal_dir" --messages 2000 --faults kill-worker,kill-temporal --timeout 12m; then
+    echo "FAIL: the production rehearsal's short drill; process logs follow" >&2
+    tail -n 40 "$rehearsal_dir"/logs/*.log >&2 || true
+    exit 1
+  fi
+  scripts/rehearsal.sh down --dir "$rehearsal_dir"
 fi

@@ -1,25 +1,34 @@
 #!/bin/sh
-# One-shot: create or upgrade Temporal's two MySQL databases (persistence
-# and visibility). Runs in temporalio/admin-tools, whose temporal-sql-tool
-# and schema files match the server image of the same tag. Every step is
-# idempotent, so it runs on each `docker compose up`.
+# One-shot: create or upgrade Temporal's two PostgreSQL databases
+# (persistence and SQL advanced visibility) with temporal-sql-tool and the
+# schema files of the same server version. Every step is idempotent, so it
+# runs on each start. Two callers, one script:
+#   docker-compose.yml        temporal-schema, in temporalio/admin-tools
+#   scripts/rehearsal.sh up   the tool built from the pinned module, its
+#                             schema directory from the module cache
 set -eu
 
-: "${MYSQL_SEEDS:?MYSQL_SEEDS is required}"
-: "${MYSQL_USER:?MYSQL_USER is required}"
-: "${SQL_PASSWORD:?SQL_PASSWORD is required}" # read by temporal-sql-tool
-PORT="${DB_PORT:-3306}"
-SCHEMA_DIR=/etc/temporal/schema/mysql/v8
+: "${POSTGRES_SEEDS:?POSTGRES_SEEDS is required}"
+: "${POSTGRES_USER:?POSTGRES_USER is required}"
+: "${SQL_PASSWORD=}" # read by temporal-sql-tool; empty with trust authentication
+export SQL_PASSWORD
+PORT="${DB_PORT:-5432}"
+SCHEMA_DIR="${SCHEMA_DIR:-/etc/temporal/schema/postgresql/v12}"
+TEMPORAL_DB="${TEMPORAL_DB:-temporal}"
+VISIBILITY_DB="${VISIBILITY_DB:-temporal_visibility}"
 
 sqltool() {
-  temporal-sql-tool --plugin mysql8 --ep "$MYSQL_SEEDS" -p "$PORT" -u "$MYSQL_USER" "$@"
+  temporal-sql-tool --plugin postgres12 --ep "$POSTGRES_SEEDS" -p "$PORT" -u "$POSTGRES_USER" "$@"
 }
 
-for pair in temporal:temporal temporal_visibility:visibility; do
+for pair in "$TEMPORAL_DB:temporal" "$VISIBILITY_DB:visibility"; do
   db="${pair%%:*}"
   dir="${pair##*:}"
   echo "setup-schema: database $db"
-  sqltool --db "$db" create
+  # PostgreSQL has no CREATE DATABASE IF NOT EXISTS: on a later start this
+  # fails because the database exists; a real connection failure fails the
+  # next step.
+  sqltool --db "$db" create || echo "setup-schema: $db not created (exists?)"
   sqltool --db "$db" setup-schema -v 0.0
   sqltool --db "$db" update-schema -d "$SCHEMA_DIR/$dir/versioned"
 done

@@ -34,6 +34,7 @@ import (
 
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/devstack"
+	"github.com/syncbridge/syncbridge/internal/drainaudit"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/searchattr"
@@ -291,71 +292,21 @@ func terminatePollers(env *testenv.Env) {
 	}
 }
 
-// check compares the database with what the generator published: every
-// key one row, every other version of it a conflict, every malformed
-// message quarantined once.
+// check compares the database with what the generator published
+// (internal/drainaudit: every key one row, every other version of it a
+// conflict) and counts the quarantined messages.
 func check(t *testing.T, db *sql.DB, msgs []syncevent.OutMessage, rep *Report) {
 	t.Helper()
-	want := map[string]map[string]bool{}
-	for i, m := range msgs {
-		if strings.HasPrefix(m.Kind, syncevent.KindBadPrefix) {
-			continue
-		}
-		ev, err := syncevent.Parse(m.Key, fmt.Sprint("m", i), m.Body)
-		if err != nil {
-			t.Fatalf("generator's good message %d: %v", i, err)
-		}
-		if want[m.Key] == nil {
-			want[m.Key] = map[string]bool{}
-		}
-		want[m.Key][ev.Hash] = true
+	res, err := drainaudit.Audit(context.Background(), db, msgs, "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	rep.RowsExpected = len(want)
-	got := map[string]map[string]int{}
-	scan := func(q string) int {
-		rows, err := db.Query(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		n := 0
-		for rows.Next() {
-			var k, h string
-			if err := rows.Scan(&k, &h); err != nil {
-				t.Fatal(err)
-			}
-			if got[k] == nil {
-				got[k] = map[string]int{}
-			}
-			got[k][h]++
-			n++
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		return n
+	for _, k := range res.Unknown {
+		t.Errorf("key %s holds a version nobody published", k)
 	}
-	rep.RowsStored = scan("SELECT local_record_id, payload_hash FROM patient_records")
-	rep.Conflicts = scan("SELECT local_record_id, payload_hash FROM sync_conflicts")
-	for k, hs := range got {
-		for h, n := range hs {
-			if n > 1 {
-				rep.Doubled++
-			}
-			if !want[k][h] {
-				t.Errorf("key %s holds version %.8s nobody published", k, h)
-				rep.Doubled++
-			}
-		}
-	}
-	for k, hs := range want {
-		for h := range hs {
-			if got[k][h] == 0 {
-				rep.Lost++
-			}
-		}
-	}
-	if err := db.QueryRow("SELECT COUNT(DISTINCT message_id) FROM sync_quarantine").Scan(&rep.Quarantined); err != nil {
+	rep.RowsExpected, rep.RowsStored, rep.Conflicts = res.RowsExpected, res.RowsStored, res.Conflicts
+	rep.Doubled, rep.Lost = res.Doubled, res.Lost
+	if rep.Quarantined, err = drainaudit.Quarantined(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 }

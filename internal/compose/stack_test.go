@@ -200,9 +200,18 @@ func TestServicesAgree(t *testing.T) {
 				t.Errorf("%s: worker %s=%q but mysql creates %s=%q", name, wk, w[wk], mk, mysql[mk])
 			}
 		}
-		root := mysql["MYSQL_ROOT_PASSWORD"]
-		if root == "" || f.Services["temporal"].Environment["MYSQL_PWD"] != root || f.Services["temporal-schema"].Environment["SQL_PASSWORD"] != root {
-			t.Errorf("%s: Temporal's database password differs from MYSQL_ROOT_PASSWORD", name)
+		pg, tmp, schema := f.Services["postgresql"].Environment, f.Services["temporal"].Environment, f.Services["temporal-schema"].Environment
+		if pw := pg["POSTGRES_PASSWORD"]; pw == "" || tmp["POSTGRES_PWD"] != pw || schema["SQL_PASSWORD"] != pw {
+			t.Errorf("%s: Temporal's database password differs from the postgresql service's", name)
+		}
+		for _, env := range []map[string]string{tmp, schema} {
+			if env["POSTGRES_USER"] != pg["POSTGRES_USER"] || env["POSTGRES_SEEDS"] != "postgresql" {
+				t.Errorf("%s: Temporal or its schema job does not log in to the postgresql service as %s", name, pg["POSTGRES_USER"])
+			}
+		}
+		if tmp["TEMPORAL_DB"] != schema["TEMPORAL_DB"] || tmp["VISIBILITY_DB"] != schema["VISIBILITY_DB"] || tmp["TEMPORAL_DB"] == "" || tmp["VISIBILITY_DB"] == "" {
+			t.Errorf("%s: Temporal uses databases %s/%s, the schema job prepares %s/%s", name,
+				tmp["TEMPORAL_DB"], tmp["VISIBILITY_DB"], schema["TEMPORAL_DB"], schema["VISIBILITY_DB"])
 		}
 
 		u, err := url.Parse(w["ROCKETMQ_ENDPOINT"])
@@ -409,8 +418,17 @@ func TestMountedFilesAndScripts(t *testing.T) {
 	if err := yaml.Unmarshal(b, &dc); err != nil || len(dc) == 0 {
 		t.Fatalf("dynamic config: %v", err)
 	}
-	if want := "config/dynamicconfig/" + "syncbridge.yaml"; f.Services["temporal"].Environment["DYNAMIC_CONFIG_FILE_PATH"] != want {
-		t.Errorf("temporal reads %s", f.Services["temporal"].Environment["DYNAMIC_CONFIG_FILE_PATH"])
+	// The server reads deploy/temporal (mounted whole) as the rehearsal
+	// does: its configuration file and the same dynamic config.
+	tmp := f.Services["temporal"]
+	if !slices.Contains(tmp.Volumes, "./deploy/temporal:/etc/temporal/syncbridge:ro") {
+		t.Errorf("temporal does not mount deploy/temporal at /etc/temporal/syncbridge: %v", tmp.Volumes)
+	}
+	if want := "/etc/temporal/syncbridge/dynamicconfig/syncbridge.yaml"; tmp.Environment["DYNAMIC_CONFIG_FILE_PATH"] != want {
+		t.Errorf("temporal reads %s", tmp.Environment["DYNAMIC_CONFIG_FILE_PATH"])
+	}
+	if i := slices.Index(tmp.Entrypoint, "--config-file"); i < 0 || i+1 >= len(tmp.Entrypoint) || tmp.Entrypoint[i+1] != "/etc/temporal/syncbridge/config.yaml" {
+		t.Errorf("temporal does not start with deploy/temporal/config.yaml: %v", tmp.Entrypoint)
 	}
 }
 

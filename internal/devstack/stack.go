@@ -254,17 +254,25 @@ func (s *Stack) Banner(metricsURL string) string {
 		line("Database", maskDSN(s.DSN)+" (external)")
 	}
 	b.WriteString("\nFor a second terminal:\n")
-	for _, kv := range s.Env() {
-		v := kv[1]
+	env := s.Env()
+	for i, kv := range env {
 		if kv[0] == "POLARDB_DSN" && s.DB == nil {
-			v = maskDSN(v)
+			env[i][1] = maskDSN(kv[1])
 		}
-		fmt.Fprintf(&b, "  export %s=%s\n", kv[0], shellQuote(v))
 	}
-	for _, kv := range s.Payloads.Env {
+	b.WriteString(ExportBlock(append(env, s.Payloads.Env...)))
+	b.WriteString("\nCtrl-C stops everything.\n")
+	return b.String()
+}
+
+// ExportBlock is the "export NAME=value" lines a second terminal pastes,
+// values quoted for POSIX shells. The production rehearsal prints its
+// environment the same way.
+func ExportBlock(pairs [][2]string) string {
+	var b strings.Builder
+	for _, kv := range pairs {
 		fmt.Fprintf(&b, "  export %s=%s\n", kv[0], shellQuote(kv[1]))
 	}
-	b.WriteString("\nCtrl-C stops everything.\n")
 	return b.String()
 }
 

@@ -43,8 +43,12 @@ func (p *Proxy) Conns() (open, most int) {
 }
 
 // Start listens on 127.0.0.1 at a free port and forwards to target.
-func Start(target string) (*Proxy, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func Start(target string) (*Proxy, error) { return Listen("127.0.0.1:0", target) }
+
+// Listen is Start on a given address, for a proxy that must keep its port
+// across runs (the production rehearsal's database cut).
+func Listen(addr, target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}

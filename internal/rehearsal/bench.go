@@ -1,0 +1,235 @@
+package rehearsal
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/syncbridge/syncbridge/internal/histcost"
+	"github.com/syncbridge/syncbridge/internal/mqclient"
+)
+
+// BenchOptions are bench's.
+type BenchOptions struct {
+	Dir      string
+	Messages int
+	DupRate  float64
+	Timeout  time.Duration
+	Out      io.Writer
+}
+
+// BenchPhase is one drain of the benchmark.
+type BenchPhase struct {
+	Name     string
+	Workers  int
+	Flood    bool
+	Messages int
+	Took     time.Duration // first ack to the last
+	Polled   []int         // messages each worker polled
+	Cost     histcost.Cost
+	CostRuns int
+}
+
+// Rate is messages per second.
+func (p BenchPhase) Rate() float64 { return float64(p.Messages) / p.Took.Seconds() }
+
+// Bench drains the same kind of backlog with 1, 2 and 3 workers on the
+// per-key path, then with 3 in flood mode. Each phase publishes with the
+// workers stopped and times from the first ack to the last, so start-up is
+// left out, as in the embedded-server benchmark (internal/workerapp).
+func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
+	c, err := loadCluster(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	workers := c.workerNames()
+	if len(workers) < 3 {
+		return nil, fmt.Errorf("rehearsal: bench needs 3 workers (up --workers 3), this rehearsal has %d", len(workers))
+	}
+	env := map[string]string{}
+	for _, kv := range c.state.Export {
+		env[kv[0]] = kv[1]
+	}
+	say := func(format string, args ...any) {
+		fmt.Fprintf(o.Out, "%s bench: "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
+	}
+	if err := setMQFaults(o.DupRate); err != nil {
+		return nil, err
+	}
+	tc, err := client.Dial(client.Options{HostPort: FrontendAddr, Namespace: Namespace, Logger: quietLogger{}})
+	if err != nil {
+		return nil, err
+	}
+	defer tc.Close()
+	prod := mqclient.NewProducer(mqclient.Endpoint{URL: env["ROCKETMQ_ENDPOINT"], AccessKey: env["ALIBABA_ACCESS_KEY"],
+		SecretKey: env["ALIBABA_SECRET_KEY"], InstanceID: env["ROCKETMQ_INSTANCE_ID"]}, Topic)
+
+	setFlood := func(flood bool) {
+		for _, w := range workers {
+			sp := c.state.Specs[w]
+			var e []string
+			for _, kv := range sp.Env {
+				if !strings.HasPrefix(kv, "SYNCBRIDGE_FLOOD_MODE=") {
+					e = append(e, kv)
+				}
+			}
+			sp.Env = append(e, "SYNCBRIDGE_FLOOD_MODE="+strconv.FormatBool(flood))
+			c.state.Specs[w] = sp
+		}
+	}
+	stopWorkers := func() error {
+		for _, w := range workers {
+			if err := c.stop(w, syscall.SIGTERM, 100*time.Second); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// Whatever happens, the fleet is left as up made it.
+	defer func() {
+		setFlood(c.state.Flood)
+		_ = stopWorkers()
+		if err := c.startAll(workers, 90*time.Second); err != nil {
+			say("restoring the workers: %v", err)
+		}
+	}()
+
+	var out []BenchPhase
+	for _, ph := range []BenchPhase{
+		{Name: "per-key, 1 worker", Workers: 1},
+		{Name: "per-key, 2 workers", Workers: 2},
+		{Name: "per-key, 3 workers", Workers: 3},
+		// Three times the backlog, as the embedded-server benchmark does:
+		// at flood speed the small one lasts about two seconds.
+		{Name: "flood, 3 workers", Workers: 3, Flood: true, Messages: 3},
+	} {
+		if err := stopWorkers(); err != nil {
+			return out, err
+		}
+		before, err := mqStats()
+		if err != nil {
+			return out, err
+		}
+		if before.Ready+before.InFlight > 0 {
+			return out, fmt.Errorf("rehearsal: the topic holds %d messages before %s", before.Ready+before.InFlight, ph.Name)
+		}
+		prefix := "bench-" + randHex(3) + "-"
+		msgs := drillMessages(o.Messages*max(1, ph.Messages), prefix)
+		ph.Messages = len(msgs)
+		say("%s: publishing %d messages with the workers stopped", ph.Name, len(msgs))
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for w := range 8 {
+			wg.Go(func() {
+				for i := w; i < len(msgs); i += 8 {
+					if _, err := prod.Publish(ctx, msgs[i].Key, msgs[i].Tag, msgs[i].Body); err != nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			return out, err
+		}
+		setFlood(ph.Flood)
+		tr := &tracker{base: before.Acked}
+		sctx, stopSampler := context.WithCancel(ctx)
+		go tr.run(sctx)
+		if err := c.startAll(workers[:ph.Workers], 90*time.Second); err != nil {
+			stopSampler()
+			return out, err
+		}
+		deadline := time.Now().Add(o.Timeout)
+		for !tr.drained(len(msgs)) {
+			if time.Now().After(deadline) {
+				stopSampler()
+				return out, fmt.Errorf("rehearsal: %s not drained after %s (%d of %d acked)", ph.Name, o.Timeout, tr.acked(), len(msgs))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		stopSampler()
+		ph.Took = tr.activeSpan()
+		for _, w := range workers[:ph.Workers] {
+			ph.Polled = append(ph.Polled, metric(c.state.Specs[w].Ports[0], "syncbridge_messages_polled_total"))
+		}
+		for runningRecords(ctx, tc) != 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		if ph.CostRuns, ph.Cost, err = historyCosts(ctx, tc, prefix, 200); err != nil {
+			say("history costs not counted: %v", err)
+		}
+		say("%s: %d messages in %s: %.1f msg/s; polled per worker %v", ph.Name, ph.Messages, ph.Took.Round(100*time.Millisecond), ph.Rate(), ph.Polled)
+		out = append(out, ph)
+	}
+	return out, nil
+}
+
+// BenchTable formats the phases.
+func BenchTable(phases []BenchPhase) string {
+	var b strings.Builder
+	b.WriteString("| phase | messages | drain | msg/s | vs 1 worker | polled per worker | events/run | actions/run |\n|---|---|---|---|---|---|---|---|\n")
+	var one float64
+	for _, p := range phases {
+		if p.Workers == 1 && !p.Flood {
+			one = p.Rate()
+		}
+		ev, ac := "-", "-"
+		if p.CostRuns > 0 {
+			ev = fmt.Sprintf("%.2f", float64(p.Cost.Events)/float64(p.CostRuns))
+			ac = fmt.Sprintf("%.2f", float64(p.Cost.Actions)/float64(p.CostRuns))
+		}
+		rel := "-"
+		if one > 0 {
+			rel = fmt.Sprintf("%.2f", p.Rate()/one)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %.1f | %s | %v | %s | %s |\n", p.Name, p.Messages, p.Took.Round(100*time.Millisecond), p.Rate(), rel, p.Polled, ev, ac)
+	}
+	return b.String()
+}
+
+// activeSpan is the time from the first ack to the last.
+func (t *tracker) activeSpan() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var first, last time.Time
+	prev := 0
+	for i, n := range t.n {
+		if n > 0 && first.IsZero() {
+			first = t.ts[i]
+		}
+		if n != prev {
+			last, prev = t.ts[i], n
+		}
+	}
+	return last.Sub(first)
+}
+
+// metric reads one unlabelled counter from a worker's /metrics; 0 when
+// absent.
+func metric(addr, name string) int {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return int(v)
+		}
+	}
+	return 0
+}
