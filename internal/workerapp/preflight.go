@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -112,6 +113,7 @@ func checkSearchAttributes(ctx context.Context, cfg config.Config, tc client.Cli
 	if len(missing) == 0 {
 		return ""
 	}
+	slices.Sort(missing) // one message for one state, whatever the map order
 	return fmt.Sprintf("Temporal namespace %q lacks search attribute %s: records would insert and ack, then fail their last workflow task (register: `temporal operator search-attribute create --namespace %s --name SyncOutcome --type Keyword` and `... --name SyncKeys --type KeywordList`)",
 		ns, strings.Join(missing, ", "), ns)
 }

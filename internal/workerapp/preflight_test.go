@@ -94,7 +94,7 @@ func TestPreflight(t *testing.T) {
 			}
 			time.Sleep(time.Second)
 		}
-		expectProblem(t, err, "lacks search attribute SyncOutcome")
+		expectProblem(t, err, "lacks search attribute SyncKeys (KeywordList), SyncOutcome (Keyword)")
 	})
 
 	t.Run("bad credentials", func(t *testing.T) {
