@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Production rehearsal: syncbridge as production runs it, on this machine.
 #
-#   scripts/rehearsal.sh up [--workers N] [--flood] [--dir DIR]
+#   scripts/rehearsal.sh up [--workers N] [--flood] [--short-drainage] [--dir DIR]
 #   scripts/rehearsal.sh status [--dir DIR]
 #   scripts/rehearsal.sh drill [--messages N] [--faults LIST] [--dir DIR]
 #   scripts/rehearsal.sh bench [--messages N] [--dir DIR]   (after up --workers 3)

@@ -5,7 +5,8 @@
 # (promtool), the live-Prometheus scrape test and a short production
 # rehearsal drill (scripts/rehearsal.sh: a Temporal cluster on PostgreSQL,
 # two worker processes, one SIGKILLed, the Temporal server SIGKILLed and
-# restarted, 2,000 messages).
+# restarted, 2,000 messages; then the worker-versioning tests against that
+# cluster).
 #
 #   scripts/test.sh           everything (what CI runs)
 #   scripts/test.sh -short    unit tests only (SHORT=1 does the same): no
@@ -79,10 +80,24 @@ else
   echo "== production rehearsal: short drill"
   rehearsal_dir=$(mktemp -d)
   trap 'scripts/rehearsal.sh down --dir "$rehearsal_dir" >/dev/null 2>&1 || true; rm -rf "$(dirname "$testfmt")" "$rehearsal_dir"' EXIT
-  scripts/rehearsal.sh up --workers 2 --dir "$rehearsal_dir" | grep -v '^  export '
+  # --short-drainage: the versioning tests below wait for builds to drain.
+  scripts/rehearsal.sh up --workers 2 --short-drainage --dir "$rehearsal_dir" | grep -v '^  export '
   if ! scripts/rehearsal.sh drill --dir "$rehearsal_dir" --messages 2000 --faults kill-worker,kill-temporal --timeout 12m; then
     echo "FAIL: the production rehearsal's short drill; process logs follow" >&2
     tail -n 40 "$rehearsal_dir"/logs/*.log >&2 || true
+    exit 1
+  fi
+  # Worker Deployment Versioning on the same cluster (issue 21): the
+  # mid-drain upgrade and rollback and the starter's deploy commands, each
+  # on its own task queue and deployment, so the drill's fleet is not in
+  # the way. Without -race: the server packages are already built that way
+  # by up (about 1 min 10 s with a warm cache).
+  echo "== production rehearsal: worker versioning on the cluster"
+  if ! SYNCBRIDGE_TEST_TEMPORAL_ADDRESS=127.0.0.1:17233 SYNCBRIDGE_TEST_TEMPORAL_NAMESPACE=syncbridge \
+    go test -json -count=1 -p 1 -timeout 10m -run '^(TestUpgradeAndRollbackMidDrain|TestDeployCommands)$' \
+    ./internal/workerapp ./starter | "$testfmt"; then
+    echo "FAIL: worker versioning on the rehearsal cluster; Temporal's log follows" >&2
+    tail -n 40 "$rehearsal_dir"/logs/temporal.log >&2 || true
     exit 1
   fi
   scripts/rehearsal.sh down --dir "$rehearsal_dir"

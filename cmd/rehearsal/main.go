@@ -26,7 +26,10 @@ import (
 
 const usage = `Usage: rehearsal COMMAND [flags]
 
-  up [--workers N] [--flood] [--dir DIR]   start the cluster, print the exports
+  up [--workers N] [--flood] [--short-drainage] [--dir DIR]
+                                           start the cluster, print the exports;
+                                           --workers 0: no workers (tests, runbook);
+                                           --short-drainage: drained checked every 3 s
   status [--dir DIR]                       which process runs and answers
   drill [--messages N] [--faults LIST] [--dir DIR]
                                            drain a backlog while breaking things
@@ -59,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	pgCluster := fs.String("pg-cluster", "15/main", "the Debian PostgreSQL cluster drill restarts")
 	workers := fs.Int("workers", 3, "up: worker processes")
 	flood := fs.Bool("flood", false, "up: workers in flood mode (SYNCBRIDGE_FLOOD_MODE=true)")
+	shortDrainage := fs.Bool("short-drainage", false, "up: the server checks worker-build drainage every 3 s, not 3 min (tests, runbook walks)")
 	messages := fs.Int("messages", 20000, "drill: messages in the backlog (bench: per phase, default 3000)")
 	faults := fs.String("faults", strings.Join(rehearsal.AllFaults, ","), "drill: faults, in order")
 	dup := fs.Float64("dup", 0.05, "drill: the broker's duplicate delivery rate")
@@ -83,7 +87,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "up":
-		err = rehearsal.Up(ctx, rehearsal.Options{Dir: abs(*dir), BinDir: abs(*bin), Repo: abs(*repo), Workers: *workers, Flood: *flood,
+		err = rehearsal.Up(ctx, rehearsal.Options{Dir: abs(*dir), BinDir: abs(*bin), Repo: abs(*repo), Workers: *workers, Flood: *flood, ShortDrainage: *shortDrainage,
 			MySQL: *mysqlAddr, PostgreSQL: *pg, PGCluster: *pgCluster, Out: stdout})
 	case "status":
 		err = rehearsal.Status(abs(*dir), stdout)

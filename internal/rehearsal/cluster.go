@@ -86,8 +86,11 @@ type Options struct {
 	Dir     string // state, logs, snapshot, pids
 	BinDir  string // temporal-server, temporal-sql-tool, temporal-ui-server, worker, starter, mqemu, rehearsal
 	Repo    string // the checkout: deploy/ is read from here
-	Workers int
+	Workers int    // 0: the cluster only, for tests or hand-started workers
 	Flood   bool
+	// ShortDrainage makes the server check whether an old worker build is
+	// drained every 3 s instead of 3 min (see rehearsalDynamicConfig).
+	ShortDrainage bool
 	// MySQL is the server standing in for PolarDB (root, empty password).
 	MySQL string
 	// PostgreSQL is Temporal's database server (trust authentication).
@@ -101,10 +104,14 @@ func (o Options) bin(name string) string { return filepath.Join(o.BinDir, name) 
 
 // Up starts everything and prints the export block.
 func Up(ctx context.Context, o Options) (err error) {
-	if o.Workers < 1 {
-		return fmt.Errorf("rehearsal: --workers must be at least 1")
+	if o.Workers < 0 {
+		return fmt.Errorf("rehearsal: --workers must be 0 or more")
 	}
 	if err := os.MkdirAll(filepath.Join(o.Dir, "logs"), 0o755); err != nil {
+		return err
+	}
+	dynamicConfig, err := rehearsalDynamicConfig(o)
+	if err != nil {
 		return err
 	}
 	if c, lerr := loadCluster(o.Dir); lerr == nil {
@@ -163,7 +170,7 @@ func Up(ctx context.Context, o Options) (err error) {
 			"MATCHING_GRPC_PORT="+matchingGRPC, "MATCHING_MEMBERSHIP_PORT="+matchingMember,
 			"WORKER_GRPC_PORT="+workerGRPC, "WORKER_MEMBERSHIP_PORT="+workerMember,
 			"TEMPORAL_METRICS_ADDR="+temporalMetrics,
-			"DYNAMIC_CONFIG_FILE_PATH="+filepath.Join(o.Repo, "deploy/temporal/dynamicconfig/syncbridge.yaml")),
+			"DYNAMIC_CONFIG_FILE_PATH="+dynamicConfig),
 		Ready: "tcp:" + FrontendAddr,
 		Ports: []string{FrontendAddr, "127.0.0.1:" + frontendHTTP, "127.0.0.1:" + historyGRPC, "127.0.0.1:" + matchingGRPC,
 			"127.0.0.1:" + workerGRPC, "127.0.0.1:" + frontendMember, "127.0.0.1:" + historyMember,
@@ -253,9 +260,13 @@ func Up(ctx context.Context, o Options) (err error) {
 	}
 	// Together, as a fleet rolls out: the first worker up would otherwise
 	// take every poll activity, and records run where the polls are.
-	step("starting %s", strings.Join(c.workerNames(), ", "))
-	if err := c.startAll(c.workerNames(), 90*time.Second); err != nil {
-		return err
+	if names := c.workerNames(); len(names) > 0 {
+		step("starting %s", strings.Join(names, ", "))
+		if err := c.startAll(names, 90*time.Second); err != nil {
+			return err
+		}
+	} else {
+		step("no workers (--workers 0): start them by hand with the exports below, or point tests at the cluster")
 	}
 	fmt.Fprint(o.Out, c.banner())
 	return nil
@@ -377,6 +388,47 @@ func setupSchemas(ctx context.Context, o Options, temporalDir string) error {
 		return fmt.Errorf("rehearsal: deploy/temporal/setup-schema.sh: %w (see %s)", err, logf.Name())
 	}
 	return nil
+}
+
+// shortDrainage is appended to the dynamic config by up --short-drainage.
+// Whether an old worker build is drained is decided by the server a grace
+// period after the build stopped taking new work (for visibility to catch
+// up), then every refresh interval: 3 minutes each by default, which is
+// right for a fleet but makes a test or a runbook walk wait minutes for
+// `starter deploy drained`. The values are devstack's (embedded server);
+// deploy/temporal/dynamicconfig/syncbridge.yaml, which compose mounts,
+// keeps the server's defaults.
+const shortDrainage = `
+# Added by rehearsal up --short-drainage (not in compose's dynamic config).
+matching.wv.VersionDrainageStatusVisibilityGracePeriod:
+  - value: 3s
+    constraints: {}
+matching.wv.VersionDrainageStatusRefreshInterval:
+  - value: 3s
+    constraints: {}
+`
+
+// rehearsalDynamicConfig returns the dynamic config file the server reads:
+// deploy/'s own, or with ShortDrainage a copy of it in Dir with
+// shortDrainage appended (deploy/'s file stays the one source; the copy is
+// rewritten on every up).
+func rehearsalDynamicConfig(o Options) (string, error) {
+	src := filepath.Join(o.Repo, "deploy/temporal/dynamicconfig/syncbridge.yaml")
+	if !o.ShortDrainage {
+		return src, nil
+	}
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", fmt.Errorf("rehearsal: dynamic config: %w", err)
+	}
+	if strings.Contains(string(b), "VersionDrainageStatus") {
+		return "", fmt.Errorf("rehearsal: %s already sets the drainage intervals; --short-drainage would repeat a key", src)
+	}
+	dst := filepath.Join(o.Dir, "dynamicconfig.yaml")
+	if err := os.WriteFile(dst, append(b, shortDrainage...), 0o644); err != nil {
+		return "", fmt.Errorf("rehearsal: dynamic config: %w", err)
+	}
+	return dst, nil
 }
 
 // setupAppDB gives the workers a fresh database and an account of their

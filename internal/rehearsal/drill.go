@@ -79,6 +79,9 @@ func Drill(ctx context.Context, o DrillOptions) (DrillReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	if len(c.workerNames()) == 0 {
+		return rep, fmt.Errorf("rehearsal: drill needs workers; this rehearsal was started with --workers 0")
+	}
 	for _, f := range o.Faults {
 		if !contains(AllFaults, f) {
 			return rep, fmt.Errorf("rehearsal: unknown fault %q (known: %s)", f, strings.Join(AllFaults, ","))

@@ -8,6 +8,20 @@
 //
 // and calls New(t) in each integration test. The server starts on the first
 // New, so packages whose selected tests need none pay nothing.
+//
+// With SYNCBRIDGE_TEST_TEMPORAL_ADDRESS set (host:port of a frontend, e.g.
+// the rehearsal cluster's 127.0.0.1:17233) no server is started: every Env
+// uses that cluster's namespace SYNCBRIDGE_TEST_TEMPORAL_NAMESPACE (default
+// "default"). Each test still gets its own task queue, emulator and
+// database. The namespace must exist and have syncbridge's search
+// attributes registered (scripts/rehearsal.sh up does both); tests that
+// wait for an old build to drain need the cluster's drainage intervals
+// short (rehearsal up --short-drainage). The harness never registers
+// anything on an external cluster.
+//
+//	scripts/rehearsal.sh up --workers 0 --short-drainage
+//	SYNCBRIDGE_TEST_TEMPORAL_ADDRESS=127.0.0.1:17233 SYNCBRIDGE_TEST_TEMPORAL_NAMESPACE=syncbridge \
+//	  go test -count=1 -p 1 -run 'TestUpgradeAndRollbackMidDrain' ./internal/workerapp
 package testenv
 
 import (
@@ -44,6 +58,13 @@ const (
 	// stderr: debug, info, warn or error. Default error: the server's
 	// warnings are mostly about pollers the tests cancel.
 	TemporalLogEnv = "SYNCBRIDGE_TEST_TEMPORAL_LOG"
+	// TemporalAddressEnv names an external Temporal frontend (host:port)
+	// the tests use instead of the embedded server. Default: unset, the
+	// embedded server.
+	TemporalAddressEnv = "SYNCBRIDGE_TEST_TEMPORAL_ADDRESS"
+	// TemporalNamespaceEnv is the namespace on TemporalAddressEnv's
+	// cluster. Default "default"; ignored without TemporalAddressEnv.
+	TemporalNamespaceEnv = "SYNCBRIDGE_TEST_TEMPORAL_NAMESPACE"
 )
 
 const defaultMySQLDSN = "root@tcp(127.0.0.1:3306)/"
@@ -90,8 +111,18 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-func temporalServer(t testing.TB) *devstack.Temporal {
+// temporalServer returns the frontend address and namespace the package's
+// tests use: the external cluster's when TemporalAddressEnv is set, else
+// the shared embedded server's, started on first use.
+func temporalServer(t testing.TB) (addr, namespace string) {
 	t.Helper()
+	if addr := os.Getenv(TemporalAddressEnv); addr != "" {
+		ns := os.Getenv(TemporalNamespaceEnv)
+		if ns == "" {
+			ns = "default"
+		}
+		return addr, ns
+	}
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if !shared.inMain {
@@ -111,7 +142,7 @@ func temporalServer(t testing.TB) *devstack.Temporal {
 	if shared.err != nil {
 		t.Fatalf("testenv: start Temporal: %v", shared.err)
 	}
-	return shared.temporal
+	return shared.temporal.Address(), shared.temporal.Namespace()
 }
 
 func temporalLogLevel() slog.Level {
@@ -183,11 +214,11 @@ func New(t testing.TB, opts ...Options) *Env {
 		o = opts[0]
 	}
 	logger := slog.New(newTestHandler(t))
-	tp := temporalServer(t)
+	addr, namespace := temporalServer(t)
 	suffix := randomHex(t, 6)
 	e := &Env{
-		TemporalAddr: tp.Address(),
-		Namespace:    tp.Namespace(),
+		TemporalAddr: addr,
+		Namespace:    namespace,
 		TaskQueue:    "test-" + sanitize(t.Name()) + "-" + suffix,
 		Topic:        devstack.DefaultTopic,
 		Group:        devstack.DefaultGroup,
