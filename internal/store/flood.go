@@ -205,9 +205,14 @@ func (s *Store) DeleteNotices(ctx context.Context, ns []Notice) error {
 		for _, n := range chunk {
 			args = append(args, n.Key, n.MessageID, n.Outcome)
 		}
-		if _, err := s.DB.ExecContext(ctx,
-			`DELETE FROM record_notices WHERE (local_record_id, message_id, outcome) IN (`+repeatJoin("(?, ?, ?)", len(chunk))+`)`,
-			args...); err != nil {
+		// Deletes meet the groups' notice inserts in the unique index; a
+		// deadlock between them is retried rather than left to a sweep.
+		_, err := retryTx(ctx, s.onRetry, func() (sql.Result, error) {
+			return s.DB.ExecContext(ctx,
+				`DELETE FROM record_notices WHERE (local_record_id, message_id, outcome) IN (`+repeatJoin("(?, ?, ?)", len(chunk))+`)`,
+				args...)
+		})
+		if err != nil {
 			return wrap("delete record notices", err)
 		}
 	}
