@@ -163,21 +163,30 @@ func databaseOutageMidDrain(t *testing.T, m mode) {
 // the database, with short driver timeouts.
 func (p *pipe) proxyDatabase() *tcpproxy.Proxy {
 	p.t.Helper()
-	cfg, err := mysql.ParseDSN(p.env.DSN)
+	proxy, dsn := proxiedDSN(p.t, p.env.DSN)
+	p.vars["POLARDB_DSN"] = dsn
+	return proxy
+}
+
+// proxiedDSN starts a cuttable proxy to dsn's server and returns it with
+// a DSN through it whose driver timeouts are short enough that a cut
+// shows within seconds.
+func proxiedDSN(t testing.TB, dsn string) (*tcpproxy.Proxy, string) {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
 	proxy, err := tcpproxy.Start(cfg.Addr)
 	if err != nil {
-		p.t.Fatal(err)
+		t.Fatal(err)
 	}
-	p.t.Cleanup(func() { proxy.Close() })
+	t.Cleanup(func() { proxy.Close() })
 	cfg.Addr = proxy.Addr()
 	cfg.Timeout = 2 * time.Second
 	cfg.ReadTimeout = 5 * time.Second
 	cfg.WriteTimeout = 5 * time.Second
-	p.vars["POLARDB_DSN"] = cfg.FormatDSN()
-	return proxy
+	return proxy, cfg.FormatDSN()
 }
 
 // A record whose insert keeps failing does not hide inside a workflow

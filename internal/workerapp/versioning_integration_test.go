@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -147,20 +146,7 @@ func TestUpgradeAndRollbackMidDrain(t *testing.T) {
 // with driver timeouts short enough that a cut shows within seconds.
 func (v *versioned) dbPath() (*tcpproxy.Proxy, string) {
 	v.t.Helper()
-	cfg, err := mysql.ParseDSN(v.env.DSN)
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	proxy, err := tcpproxy.Start(cfg.Addr)
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	v.t.Cleanup(func() { proxy.Close() })
-	cfg.Addr = proxy.Addr()
-	cfg.Timeout = 2 * time.Second
-	cfg.ReadTimeout = 5 * time.Second
-	cfg.WriteTimeout = 5 * time.Second
-	return proxy, cfg.FormatDSN()
+	return proxiedDSN(v.t, v.env.DSN)
 }
 
 // worker runs a worker of build through the production Run.
