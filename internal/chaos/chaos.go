@@ -13,6 +13,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -128,7 +129,9 @@ func Run(t *testing.T, plan Plan) Report {
 		"SYNCBRIDGE_POLL_WAIT=2s",
 		"SYNCBRIDGE_METRICS_ADDR=off",
 		"SYNCBRIDGE_ACK_FLUSH=20ms",
-		"SYNCBRIDGE_LOG_LEVEL=warn",
+		// Info, not warn: the fleet waits for each replacement's
+		// "worker running" line (fleet.waitRunning).
+		"SYNCBRIDGE_LOG_LEVEL=info",
 	}
 	if env.PayloadKey != "" { // encrypted, as production runs
 		vars = append(vars, "SYNCBRIDGE_PAYLOAD_KEY="+env.PayloadKey, "SYNCBRIDGE_PAYLOAD_KEY_ID="+env.PayloadKeyID)
@@ -184,6 +187,11 @@ func Run(t *testing.T, plan Plan) Report {
 			fleet.killOne()
 			rep.Kills++
 			fleet.start()
+			// The next fault waits until the replacement runs: a worker
+			// that finds the database cut while starting exits (its
+			// supervisor restarts it in production), which this fleet
+			// would report as a failure of its own.
+			fleet.waitRunning(2 * time.Minute)
 		}
 		if cut && done >= plan.CutAt {
 			cut = false
@@ -356,6 +364,21 @@ func (f *fleet) start() {
 	f.procs = append(f.procs, cmd)
 	f.logs = append(f.logs, logPath)
 	f.t.Logf("chaos: started worker %d (pid %d)", f.n, cmd.Process.Pid)
+}
+
+// waitRunning waits until the newest worker has logged that it runs.
+func (f *fleet) waitRunning(timeout time.Duration) {
+	f.mu.Lock()
+	logPath := f.logs[len(f.logs)-1]
+	f.mu.Unlock()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if b, err := os.ReadFile(logPath); err == nil && bytes.Contains(b, []byte(`msg="worker running"`)) {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	f.t.Logf("chaos: worker %d not running after %s; going on", f.n, timeout)
 }
 
 // killOne SIGKILLs the oldest live worker: no graceful stop, its in-flight
