@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -126,21 +125,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 		msgs := drillMessages(o.Messages*max(1, ph.Messages), prefix)
 		ph.Messages = len(msgs)
 		say("%s: publishing %d messages with the workers stopped", ph.Name, len(msgs))
-		var wg sync.WaitGroup
-		errs := make(chan error, 8)
-		for w := range 8 {
-			wg.Go(func() {
-				for i := w; i < len(msgs); i += 8 {
-					if _, err := prod.Publish(ctx, msgs[i].Key, msgs[i].Tag, msgs[i].Body); err != nil {
-						errs <- err
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
+		if err := publishAll(ctx, prod, msgs); err != nil {
 			return out, err
 		}
 		setFlood(ph.Flood)

@@ -123,21 +123,7 @@ func Drill(ctx context.Context, o DrillOptions) (DrillReport, error) {
 		len(msgs), prefix, 100*o.DupRate)
 	prod := mqclient.NewProducer(mqclient.Endpoint{URL: env["ROCKETMQ_ENDPOINT"], AccessKey: env["ALIBABA_ACCESS_KEY"],
 		SecretKey: env["ALIBABA_SECRET_KEY"], InstanceID: env["ROCKETMQ_INSTANCE_ID"]}, Topic)
-	var wg sync.WaitGroup
-	errs := make(chan error, 8)
-	for w := range 8 {
-		wg.Go(func() {
-			for i := w; i < len(msgs); i += 8 {
-				if _, err := prod.Publish(ctx, msgs[i].Key, msgs[i].Tag, msgs[i].Body); err != nil {
-					errs <- fmt.Errorf("publish %d: %w", i, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := publishAll(ctx, prod, msgs); err != nil {
 		return rep, err
 	}
 
@@ -368,6 +354,26 @@ func faultAt(i, n int) float64 { return 0.1 + 0.7*float64(i)/float64(n) }
 // drillMessages is the benchmark's backlog (benchData in
 // internal/workerapp): 80% distinct keys, 20% changed payloads, 1%
 // malformed, without invalid UTF-8, which cannot cross the HTTP API.
+// publishAll publishes msgs from 8 goroutines (one by one, 20,000 take
+// minutes) and returns the first error.
+func publishAll(ctx context.Context, prod *mqclient.SDKProducer, msgs []syncevent.OutMessage) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < len(msgs); i += 8 {
+				if _, err := prod.Publish(ctx, msgs[i].Key, msgs[i].Tag, msgs[i].Body); err != nil {
+					errs <- fmt.Errorf("publish %d: %w", i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // nil once closed and empty
+}
+
 func drillMessages(n int, prefix string) []syncevent.OutMessage {
 	var out []syncevent.OutMessage
 	for _, m := range syncevent.Generate(syncevent.GenOptions{
