@@ -12,8 +12,8 @@
 # starter, emulator and the rehearsal tool (cmd/rehearsal); then starts
 # Temporal on PostgreSQL 15 (127.0.0.1:5432), the UI, the codec server, the
 # emulator, a proxy in front of MariaDB (127.0.0.1:3306) and N workers.
-# DIR defaults to ./rehearsal. README.md, "Production rehearsal", has the
-# details and the figures.
+# DIR defaults to ./rehearsal. docs/rehearsal.md has the details and the
+# figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,7 @@
 // Command worker runs a syncbridge worker: it drains RocketMQ into PolarDB
-// through Temporal. Configuration comes from the environment (see README);
-// `worker -dev` instead starts a complete local stack in-process and runs
-// the same worker against it.
+// through Temporal. Configuration comes from the environment (see
+// docs/configuration.md); `worker -dev` instead starts a complete local
+// stack in-process and runs the same worker against it.
 package main
 
 import (

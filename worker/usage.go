@@ -17,7 +17,7 @@ func usage(w io.Writer, fs *flag.FlagSet) {
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 	fmt.Fprintf(w, "\nStop with SIGTERM or Ctrl-C: polling stops, in-flight activities finish. Exit 0\nafter a clean stop, 1 on a configuration or start error.\n")
-	fmt.Fprintf(w, "\nWithout -dev the worker is configured by environment variables only (secrets\nalso as NAME_FILE); README.md, section Configure, documents each:\n\n")
+	fmt.Fprintf(w, "\nWithout -dev the worker is configured by environment variables only (secrets\nalso as NAME_FILE); docs/configuration.md documents each:\n\n")
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 	for _, v := range config.Vars {
 		def := v.Default

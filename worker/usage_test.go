@@ -24,8 +24,8 @@ func TestUsageEndsWithTheEnvironmentVariables(t *testing.T) {
 			t.Errorf("-h does not list %s", v.Name)
 		}
 	}
-	if !strings.Contains(out[envAt:], "README.md") {
-		t.Error("-h does not point at the README")
+	if !strings.Contains(out[envAt:], "docs/configuration.md") {
+		t.Error("-h does not point at docs/configuration.md")
 	}
 	last := config.Vars[len(config.Vars)-1].Name
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); !strings.Contains(lines[len(lines)-1], last) {

@@ -1,8 +1,8 @@
 // Command rehearsal runs syncbridge's production rehearsal: a Temporal
 // cluster on PostgreSQL, a worker fleet, the emulator and the database,
 // each its own process, and a drill that breaks them while a backlog
-// drains. scripts/rehearsal.sh builds the binaries and calls it; README,
-// "Production rehearsal", says what it shows.
+// drains. scripts/rehearsal.sh builds the binaries and calls it;
+// docs/rehearsal.md says what it shows.
 //
 // Exit status: 0 success, 1 failure (a drill that lost, doubled or
 // dead-lettered anything included), 2 usage error.

@@ -1,8 +1,9 @@
 // Package config loads the worker's and starter's settings from the
 // environment, in one place, and validates them before anything connects.
 //
-// Every variable is listed in Vars with its default; README's configuration
-// table is generated from the same list by hand, so keep them in step.
+// Every variable is listed in Vars with its default; the table in
+// docs/configuration.md is written from the same list by hand, so keep them
+// in step.
 // Secrets may be given directly or as NAME_FILE pointing at a file (the
 // usual container-secret convention); they are never printed: String and
 // LogValue redact them.
@@ -168,7 +169,8 @@ type Var struct {
 	Secret             bool
 }
 
-// Vars lists every variable the loader reads, in README order.
+// Vars lists every variable the loader reads, in the order of
+// docs/configuration.md.
 var Vars = []Var{
 	{"ROCKETMQ_ENDPOINT", "", "RocketMQ HTTP endpoint URL (required)", false},
 	{"ALIBABA_ACCESS_KEY", "", "AccessKey ID (required)", false},
@@ -213,7 +215,7 @@ var Vars = []Var{
 	{"SYNCBRIDGE_FLOOD_BATCHES", "16", "flood mode: consume calls gathered into one bulk transaction (1-64)", false},
 	{"SYNCBRIDGE_FLOOD_ROWS_PER_SEC", "0", "flood mode: bulk-committed rows per second per worker; 0 = no limit", false},
 	{"SYNCBRIDGE_FLOOD_SLOW_COMMIT", "2s", "flood mode: commit latency above which groups shrink (10ms-1m)", false},
-	{"SYNCBRIDGE_FLOOD_NOTICE_LEASE", "30s", "flood mode: how long the worker that stored a conflict or quarantine owns starting its record workflow before another worker's sweep takes over (1s-10m)", false},
+	{"SYNCBRIDGE_FLOOD_NOTICE_LEASE", "30s", "flood mode: how long the worker that stored a conflict or quarantine owns starting its notice (the FloodNotice run that shows it) before another worker's sweep takes over (1s-10m)", false},
 	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "200ms", "max wait to coalesce acks into one call of up to 16 handles", false},

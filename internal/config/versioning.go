@@ -19,8 +19,8 @@ type Versioning struct {
 	// Enabled joins the deployment (SYNCBRIDGE_VERSIONING). Off by
 	// default: a versioned worker takes no new workflow until an operator
 	// makes its version current, so switching it on is a deliberate step
-	// of a cluster's first versioned deploy (README, "Deploying a new
-	// build"), not something a routine restart may do.
+	// of a cluster's first versioned deploy (docs/deploying.md, "Turning
+	// it on"), not something a routine restart may do.
 	Enabled bool
 	// DeploymentName is the Worker Deployment every build of this fleet
 	// belongs to; one per task queue set (pipeline).

@@ -120,11 +120,11 @@ func githubAnchor(heading string) string {
 }
 
 // Each alert says what happened and where to look, and its runbook link
-// lands on a README heading. Descriptions template only pipeline labels
-// and the value: a key or payload field in an alert would leave the
-// database for the alerting pipeline.
+// lands on a "Runbook: …" heading of docs/operations.md. Descriptions
+// template only pipeline labels and the value: a key or payload field in
+// an alert would leave the database for the alerting pipeline.
 func TestEveryAlertIsDocumented(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join(root(t), "README.md"))
+	readme, err := os.ReadFile(filepath.Join(root(t), "docs", "operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,9 +144,9 @@ func TestEveryAlertIsDocumented(t *testing.T) {
 		if r.Labels["severity"] == "" {
 			t.Errorf("alert %s has no severity", r.Alert)
 		}
-		_, frag, ok := strings.Cut(r.Annotations["runbook_url"], "README.md#")
+		_, frag, ok := strings.Cut(r.Annotations["runbook_url"], "/docs/operations.md#")
 		if !ok || !strings.HasPrefix(frag, "runbook-") || !anchors[frag] {
-			t.Errorf("alert %s: runbook_url %q does not land on a README \"Runbook: …\" heading", r.Alert, r.Annotations["runbook_url"])
+			t.Errorf("alert %s: runbook_url %q does not land on a \"Runbook: …\" heading of docs/operations.md", r.Alert, r.Annotations["runbook_url"])
 		}
 		for _, k := range []string{"summary", "description"} {
 			rest := allowed.ReplaceAllString(r.Annotations[k], "")

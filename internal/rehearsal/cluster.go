@@ -203,7 +203,7 @@ func Up(ctx context.Context, o Options) (err error) {
 		{"POLARDB_ALLOW_PLAINTEXT", "true"},
 		{"SYNCBRIDGE_TASK_QUEUE", "syncbridge"},
 		// At least one poller per worker: records run where the poll
-		// activities are (README, Scaling).
+		// activities are (docs/production.md, "Scaling").
 		{"SYNCBRIDGE_POLLERS", strconv.Itoa(max(2, o.Workers))},
 		{"SYNCBRIDGE_MAX_INFLIGHT", "200"},
 		{"SYNCBRIDGE_MAX_WORKFLOW_ID_BYTES", "255"}, // = limit.maxIDLength in the dynamic config

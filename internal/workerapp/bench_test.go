@@ -441,8 +441,8 @@ func eachRecord(b *testing.B, c client.Client, taskQueue string, fn func(*workfl
 // recordLifetimes returns the median and 90th percentile of the time
 // record workflows on taskQueue ran, start to close, once none runs. A
 // record that closes before the server's visibility queue reaches its
-// start saves the server the visibility insert of that start (README,
-// "Lean vs its ceiling"), so how long records live is part of what a
+// start saves the server the visibility insert of that start
+// (docs/benchmarks.md, "Lean vs its ceiling"), so how long records live is part of what a
 // drain costs the server.
 func recordLifetimes(b *testing.B, c client.Client, taskQueue string) (p50, p90 time.Duration) {
 	running := benchRunTypes + " AND TaskQueue = '" + taskQueue + "' AND ExecutionStatus = 'Running'"

@@ -92,7 +92,7 @@ func TestSecondPipelineSharingTaskQueueOrPrefixRefused(t *testing.T) {
 		t.Errorf("pipeline B on A's task queue: Run = %v, want a refusal naming SYNCBRIDGE_TASK_QUEUE", err)
 	}
 	// One fleet, one payload key: C reads A's (encrypted) memo. With
-	// another key only the task queue can be compared (README).
+	// another key only the task queue can be compared (docs/operations.md, "Pollers").
 	c := newPipe(t, mqemu.Config{}, map[string]string{"SYNCBRIDGE_POLLERS": "1", "SYNCBRIDGE_WORKFLOW_ID_PREFIX": a.prefix,
 		"SYNCBRIDGE_PAYLOAD_KEY": a.env.PayloadKey, "SYNCBRIDGE_PAYLOAD_KEY_ID": a.env.PayloadKeyID})
 	if err := run(c); err == nil || !strings.Contains(err.Error(), "SYNCBRIDGE_WORKFLOW_ID_PREFIX") {

@@ -47,8 +47,8 @@ type versioned struct {
 	seed       int64
 }
 
-// A rolling upgrade and a rollback in the middle of a drain, as the README
-// runbook does them. Build 1 drains a backlog; with its database cut, a
+// A rolling upgrade and a rollback in the middle of a drain, as the
+// runbook in docs/deploying.md does them. Build 1 drains a backlog; with its database cut, a
 // batch of records started on it is left running. Build 2, whose record
 // workflow is incompatible with build 1's histories, is made current: new
 // records start on it while build 1's stuck records, after build 1's
