@@ -2,8 +2,8 @@
 // environment, in one place, and validates them before anything connects.
 //
 // Every variable is listed in Vars with its default; the table in
-// docs/configuration.md is written from the same list by hand, so keep them
-// in step.
+// docs/configuration.md is written from the same list by hand, in the same
+// order, and internal/docscheck fails when they drift.
 // Secrets may be given directly or as NAME_FILE pointing at a file (the
 // usual container-secret convention); they are never printed: String and
 // LogValue redact them.

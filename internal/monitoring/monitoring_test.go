@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/syncbridge/syncbridge/internal/docscheck"
 	"github.com/syncbridge/syncbridge/internal/metrics"
 )
 
@@ -105,35 +106,16 @@ func loadRules(t *testing.T) []Rule {
 	return rules
 }
 
-// githubAnchor is the fragment GitHub gives a Markdown heading.
-func githubAnchor(heading string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
-		switch {
-		case r == ' ':
-			b.WriteRune('-')
-		case r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9'):
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
 // Each alert says what happened and where to look, and its runbook link
 // lands on a "Runbook: …" heading of docs/operations.md. Descriptions
 // template only pipeline labels and the value: a key or payload field in
 // an alert would leave the database for the alerting pipeline.
 func TestEveryAlertIsDocumented(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join(root(t), "docs", "operations.md"))
+	ops, err := os.ReadFile(filepath.Join(root(t), "docs", "operations.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	anchors := map[string]bool{}
-	for _, line := range strings.Split(string(readme), "\n") {
-		if h, ok := strings.CutPrefix(line, "#"); ok {
-			anchors[githubAnchor(strings.TrimLeft(h, "#"))] = true
-		}
-	}
+	anchors := docscheck.Anchors(string(ops))
 	allowed := regexp.MustCompile(`\{\{\s*(\$value|\$labels\.(instance|reason|job))\b[^}]*\}\}`)
 	for _, r := range loadRules(t) {
 		for _, k := range []string{"summary", "description", "runbook_url"} {
