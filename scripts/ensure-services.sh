@@ -4,8 +4,10 @@
 # 127.0.0.1:5432 (trust authentication; the production rehearsal's Temporal
 # cluster), Debian's Chromium for
 # the Web UI check, docker-compose to validate docker-compose.yml (no
-# Docker engine is needed for that) and Prometheus (server and promtool) for
-# the alert-rule tests and the live-Prometheus test. Idempotent; needs root (or sudo) only to install/start.
+# Docker engine is needed for that), Prometheus (server and promtool) for
+# the alert-rule tests and the live-Prometheus test, and systemd-analyze
+# for the systemd unit's tests (Debian's systemd package; nothing is
+# started). Idempotent; needs root (or sudo) only to install/start.
 # REHEARSAL_SERVICES_ONLY=1 stops after the two databases
 # (scripts/rehearsal.sh needs nothing else).
 set -euo pipefail
@@ -67,6 +69,15 @@ fi
 if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
   echo "ensure-services: installing docker-compose (to validate docker-compose.yml)"
   apt_install docker-compose || echo "ensure-services: docker-compose could not be installed; the compose check will say so" >&2
+fi
+
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "ensure-services: installing systemd (systemd-analyze, for the systemd unit's tests)"
+  # Only the tool is used: the tests verify deploy/systemd's unit, no
+  # service is started and PID 1 stays what it is.
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends systemd >/dev/null \
+    || { echo "ensure-services: systemd could not be installed" >&2; exit 1; }
 fi
 
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then

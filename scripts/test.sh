@@ -36,10 +36,12 @@ done
 
 scripts/ensure-services.sh
 
-# The Web UI check, the rule tests and the live-Prometheus test must run,
-# not skip, when this script runs.
+# The Web UI check, the rule tests, the live-Prometheus test and the
+# systemd unit's systemd-analyze checks must run, not skip, when this
+# script runs.
 export UI_CHECK_REQUIRED=1
 export PROMETHEUS_REQUIRED=1
+export SYSTEMD_ANALYZE_REQUIRED=1
 export UI_CHECK_SCREENSHOT=${UI_CHECK_SCREENSHOT:-$PWD/ui-check-workflows.png}
 
 echo "== production build leaves the dev stack out (-tags nodev)"
