@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/converter"
+
 	"github.com/syncbridge/syncbridge/internal/store"
 )
 
@@ -87,28 +89,43 @@ func TestNoticesFullRunGoesAtOnce(t *testing.T) {
 	}
 }
 
-// SyncKeys is one search attribute value: a run's keys stay within its
-// byte bound even when fewer than maxNoticeRecords fill it.
+// SyncKeys is one search attribute value: a run's keys, encoded as the SDK
+// encodes them, stay within Temporal's per-value limit, with long keys and
+// keys JSON escapes.
 func TestNoticesRunKeysFitOneValue(t *testing.T) {
 	n, runs := collected(t, 300*time.Millisecond)
-	long := strings.Repeat("k", 200)
-	for i := range 20 {
-		n.queue <- store.Notice{Key: fmt.Sprintf("%s%02d", long, i), Outcome: "quarantined"}
+	var keys []string
+	for i := range 40 {
+		keys = append(keys, fmt.Sprintf("%s%02d", strings.Repeat("k", 60), i)) // 62 bytes
+		keys = append(keys, fmt.Sprintf("<clinic&%02d>/\"ü\"", i))             // escaped by encoding/json
 	}
-	total := 0
-	for total < 20 {
+	for _, k := range keys {
+		n.queue <- store.Notice{Key: k, Outcome: "quarantined"}
+	}
+	total, full := 0, 0
+	for total < len(keys) {
 		r := nextRun(t, runs, 5*time.Second)
-		bytes := 0
+		var ks []string
 		for _, x := range r {
-			bytes += noticeKeySize(x)
+			ks = append(ks, x.Key)
 		}
-		if bytes > maxNoticeKeyBytes {
-			t.Errorf("a run's keys take %d bytes, over the %d bound", bytes, maxNoticeKeyBytes)
+		p, err := converter.GetDefaultDataConverter().ToPayload(ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.GetData()) > maxNoticeValueSize {
+			t.Errorf("a run's SyncKeys value takes %d bytes, over the %d limit", len(p.GetData()), maxNoticeValueSize)
+		}
+		if len(p.GetData()) > maxNoticeValueSize-80 {
+			full++
 		}
 		total += len(r)
 	}
-	if total != 20 {
-		t.Errorf("%d notices handed over, want 20", total)
+	if total != len(keys) {
+		t.Errorf("%d notices handed over, want %d", total, len(keys))
+	}
+	if full == 0 {
+		t.Error("no run came within a key of the limit: the runs are smaller than the limit allows")
 	}
 }
 
