@@ -35,6 +35,23 @@ func TestEncodedDeliverySizeIsExact(t *testing.T) {
 	}
 }
 
+// CheckHandover skips the exact size below deliverySizeBound, so the bound
+// must never be under it: strings that escape at their longest, integers
+// at their longest.
+func TestDeliverySizeBoundHoldsTheExactSize(t *testing.T) {
+	for _, d := range []contract.Delivery{
+		{},
+		{MessageID: "M1", ReceiptHandle: "h", Tag: "SyncEvent", Body: []byte{}, ConsumedTimes: 3, NextConsumeTime: 1740989730123},
+		{MessageID: strings.Repeat("\x01", 40), ReceiptHandle: strings.Repeat("\xff", 40), Tag: strings.Repeat("<", 40), Body: []byte("x")},
+		{MessageID: "M3", ConsumedTimes: -1 << 63, NextConsumeTime: -1 << 63, Body: []byte("abc\xff\x00")},
+		{MessageID: "M4", Body: []byte(strings.Repeat("{\"a\":1}", 100_001))},
+	} {
+		if bound, exact := deliverySizeBound(d), EncodedDeliverySize(d); bound < exact {
+			t.Errorf("bound %d under the exact size %d for %+v", bound, exact, d.MessageID)
+		}
+	}
+}
+
 func TestCheckHandover(t *testing.T) {
 	d := func(body int) contract.Delivery {
 		return contract.Delivery{MessageID: "M1", ReceiptHandle: "h", Tag: "SyncEvent", Body: make([]byte, body)}

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"sync"
@@ -34,10 +35,10 @@ type NoticeStore interface {
 // up to maxNoticeRecords records. The run holds no body, so no patient
 // data reaches Temporal.
 //
-// Notices a worker got from its own commits are started at once, off the
-// drain's path. Every notice is also a row in the outbox, written with the
-// conflict or quarantine it announces; the rows are deleted once their
-// run exists. A worker that dies in between leaves the rows, and once
+// Notices a worker got from its own commits are started within Linger,
+// off the drain's path. Every notice is also a row in the outbox, written
+// with the conflict or quarantine it announces; the rows are deleted once
+// their run exists. A worker that dies in between leaves the rows, and once
 // their due time passes (Lease after the commit) any worker's sweep claims
 // and starts them. A record may so be listed by two runs (a sweep racing
 // a slow start), never by none.
@@ -59,6 +60,13 @@ type Notices struct {
 	NoEagerStart bool
 	// Concurrency is how many starts run at once. Zero: 2.
 	Concurrency int
+	// Linger is the longest a notice waits for others of its outcome to
+	// fill a run before the run is started. Zero: 1 s. Without it each
+	// flood group's few exceptions made runs of their own (one per outcome
+	// per group: 47 runs for 2,000 exceptions on the benchmark where 32
+	// hold them), and every run costs the cluster a start, a task and two
+	// visibility writes, CPU the drain competes for on a small machine.
+	Linger time.Duration
 	// BeforeStart, if set, runs before each start; a test blocks it to
 	// hold notices in the window between commit and start.
 	BeforeStart func(context.Context, store.Notice)
@@ -76,6 +84,13 @@ func (n *Notices) lease() time.Duration {
 		return n.Lease
 	}
 	return 30 * time.Second
+}
+
+func (n *Notices) linger() time.Duration {
+	if n.Linger > 0 {
+		return n.Linger
+	}
+	return time.Second
 }
 
 func (n *Notices) init() {
@@ -104,10 +119,12 @@ func (n *Notices) Run(ctx context.Context) {
 	if conc <= 0 {
 		conc = 2
 	}
+	runs := make(chan []store.Notice)
 	var wg sync.WaitGroup
 	for range conc {
-		wg.Go(func() { n.starter(ctx) })
+		wg.Go(func() { n.starter(ctx, runs) })
 	}
+	wg.Go(func() { n.collect(ctx, runs) })
 	wg.Go(func() { n.sweeper(ctx) })
 	wg.Wait()
 }
@@ -142,69 +159,121 @@ func (n *Notices) sweeper(ctx context.Context) {
 	}
 }
 
-// Bounds of one notice run: the records it lists, and their keys' bytes,
-// since SyncKeys is one search attribute value (Temporal's default limit
-// is 2 KiB per value).
+// Bounds of one notice run: the records it lists, and the size of its
+// SyncKeys value. Temporal checks each search attribute value's encoded
+// size against a per-value limit (2 KiB by default, and on Temporal
+// Cloud); the keys are counted as the SDK encodes them, a JSON array.
+// With the benchmark's 26-byte keys the old estimate (1,536 bytes, 4 per
+// key) held 51 keys a run where 70 fit.
 const (
-	maxNoticeRecords  = 64
-	maxNoticeKeyBytes = 1536
+	maxNoticeRecords   = 128
+	maxNoticeValueSize = 2048
 )
 
-// starter takes queued notices in batches, starts their runs and deletes
-// the delivered ones from the outbox.
-func (n *Notices) starter(ctx context.Context) {
+// openRun is a notice run being filled.
+type openRun struct {
+	notices []store.Notice
+	size    int // of the SyncKeys value so far: "[", each key and its ","
+	since   time.Time
+}
+
+// fits reports whether x joins r within both bounds; the closing "]"
+// takes the place of the last ",".
+func (r *openRun) fits(x store.Notice) bool {
+	return len(r.notices) < maxNoticeRecords && r.size+encodedKeySize(x.Key) <= maxNoticeValueSize
+}
+
+func (r *openRun) add(x store.Notice) {
+	if r.size == 0 {
+		r.size = 1
+	}
+	r.notices = append(r.notices, x)
+	r.size += encodedKeySize(x.Key)
+}
+
+// encodedKeySize is key's size in the SyncKeys value: its JSON string and
+// a separator.
+func encodedKeySize(key string) int {
+	b, _ := json.Marshal(key) // a string always encodes
+	return len(b) + 1
+}
+
+// collect fills runs from the queue, one open run per outcome (a run shows
+// one SyncOutcome), and hands a run to the starters once it is full or its
+// first notice has waited Linger: runs so list the exceptions of many
+// flood groups, not each group's few.
+func (n *Notices) collect(ctx context.Context, runs chan<- []store.Notice) {
+	open := map[string]*openRun{}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	// handOver passes on the open run of outcome; false once ctx ended
+	// (its rows then wait in the outbox for a sweep).
+	handOver := func(outcome string) bool {
+		r := open[outcome]
+		delete(open, outcome)
+		select {
+		case runs <- r.notices:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
-		var batch []store.Notice
+		// Wake when the oldest open run has waited Linger.
+		var oldest time.Time
+		for _, r := range open {
+			if oldest.IsZero() || r.since.Before(oldest) {
+				oldest = r.since
+			}
+		}
+		if !oldest.IsZero() {
+			timer.Reset(time.Until(oldest.Add(n.linger())))
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case x := <-n.queue:
-			batch = append(batch, x)
-		}
-	more:
-		for len(batch) < 4*maxNoticeRecords {
-			select {
-			case x := <-n.queue:
-				batch = append(batch, x)
-			default:
-				break more
+			if r := open[x.Outcome]; r != nil && !r.fits(x) && !handOver(x.Outcome) {
+				return
 			}
-		}
-		var done []store.Notice
-		for _, group := range noticeGroups(batch) {
-			if n.start(ctx, group) {
-				done = append(done, group...)
+			r := open[x.Outcome]
+			if r == nil {
+				r = &openRun{since: time.Now()}
+				open[x.Outcome] = r
 			}
-		}
-		if len(done) == 0 {
-			continue
-		}
-		if err := n.Store.DeleteNotices(context.WithoutCancel(ctx), done); err != nil {
-			// The rows come back to a sweep: a record listed twice, not
-			// a hidden one.
-			n.Log.Warn("deleting delivered record notices failed", "notices", len(done), "error", err)
+			r.add(x)
+			if len(r.notices) == maxNoticeRecords && !handOver(x.Outcome) {
+				return
+			}
+		case <-timer.C:
+			for outcome, r := range open {
+				if time.Since(r.since) >= n.linger() && !handOver(outcome) {
+					return
+				}
+			}
 		}
 	}
 }
 
-// noticeGroups splits a batch by outcome (a run shows one SyncOutcome) and
-// into runs within the bounds above, in arrival order.
-func noticeGroups(batch []store.Notice) [][]store.Notice {
-	var out [][]store.Notice
-	open := map[string]int{} // outcome -> index in out of its open group
-	bytes := map[string]int{}
-	for _, x := range batch {
-		i, ok := open[x.Outcome]
-		size := len(x.Key) + 4
-		if !ok || len(out[i]) == maxNoticeRecords || bytes[x.Outcome]+size > maxNoticeKeyBytes {
-			out = append(out, nil)
-			i = len(out) - 1
-			open[x.Outcome], bytes[x.Outcome] = i, 0
+// starter starts the runs collect hands over, and deletes their notices
+// from the outbox once the run exists.
+func (n *Notices) starter(ctx context.Context, runs <-chan []store.Notice) {
+	for {
+		var run []store.Notice
+		select {
+		case <-ctx.Done():
+			return
+		case run = <-runs:
 		}
-		out[i] = append(out[i], x)
-		bytes[x.Outcome] += size
+		if !n.start(ctx, run) {
+			continue
+		}
+		if err := n.Store.DeleteNotices(context.WithoutCancel(ctx), run); err != nil {
+			// The rows come back to a sweep: a record listed twice, not
+			// a hidden one.
+			n.Log.Warn("deleting delivered record notices failed", "notices", len(run), "error", err)
+		}
 	}
-	return out
 }
 
 // start starts the notice run of group and reports whether it exists now.

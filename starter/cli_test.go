@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/syncbridge/syncbridge/internal/config"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
@@ -113,13 +114,12 @@ func TestMissingConfigurationExits1(t *testing.T) {
 
 // Flags may follow positional arguments, as operators type them.
 func TestFlagsAfterArguments(t *testing.T) {
-	e := &env{stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
-	fs := newFlags("x", "x", "")
+	fs := newFlags("x")
 	keep := fs.String("keep", "", "")
 	id := fs.Int64("id", 0, "")
-	pos, _, done := parse(e, fs, []string{"key-1", "--keep", "incoming", "--id", "7", "--", "--odd"})
-	if done || *keep != "incoming" || *id != 7 || len(pos) != 2 || pos[0] != "key-1" || pos[1] != "--odd" {
-		t.Fatalf("pos %q keep %q id %d done %t", pos, *keep, *id, done)
+	pos, err := fs.parseAnywhere([]string{"key-1", "--keep", "incoming", "--id", "7", "--", "--odd"})
+	if err != nil || *keep != "incoming" || *id != 7 || len(pos) != 2 || pos[0] != "key-1" || pos[1] != "--odd" {
+		t.Fatalf("pos %q keep %q id %d err %v", pos, *keep, *id, err)
 	}
 }
 
@@ -189,11 +189,15 @@ func TestFailureTextDecryptsOrSaysItCannot(t *testing.T) {
 		}
 		return func(k string) string { return m[k] }
 	}
-	writer := &env{getenv: vars("SYNCBRIDGE_PAYLOAD_KEY", keyA)}
-	cfg, err := writer.config()
-	if err != nil {
-		t.Fatal(err)
+	envWith := func(getenv func(string) string) *env {
+		cfg, err := config.Load(getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &env{cfg: cfg}
 	}
+	writer := envWith(vars("SYNCBRIDGE_PAYLOAD_KEY", keyA))
+	cfg := writer.cfg
 	c, err := workerapp.PayloadCodec(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -206,8 +210,8 @@ func TestFailureTextDecryptsOrSaysItCannot(t *testing.T) {
 		t.Fatalf("same key: %q", got)
 	}
 	for name, e := range map[string]*env{
-		"wrong key": {getenv: vars("SYNCBRIDGE_PAYLOAD_KEY", keyB)},
-		"no key":    {getenv: vars("SYNCBRIDGE_PAYLOAD_PLAINTEXT", "true")},
+		"wrong key": envWith(vars("SYNCBRIDGE_PAYLOAD_KEY", keyB)),
+		"no key":    envWith(vars("SYNCBRIDGE_PAYLOAD_PLAINTEXT", "true")),
 	} {
 		if got := e.failureText(f); !strings.Contains(got, "cannot decrypt") {
 			t.Errorf("%s: %q", name, got)

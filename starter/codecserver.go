@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"time"
@@ -11,8 +12,12 @@ import (
 	"github.com/syncbridge/syncbridge/internal/metrics"
 )
 
-func runCodecServer(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("codec-server", "codec-server [--addr HOST:PORT] [--metrics-addr HOST:PORT]", `
+func codecServerCommand() *command {
+	return &command{
+		name:     "codec-server",
+		summary:  "serve the codec endpoint the Web UI and temporal CLI decrypt payloads through",
+		synopsis: "codec-server [--addr HOST:PORT] [--metrics-addr HOST:PORT]",
+		about: `
 Serves the Temporal codec-server protocol (POST /encode, /decode, also under
 /{namespace}/) so the Web UI and 'temporal --codec-endpoint' show payloads
 decrypted. It needs the payload keys (SYNCBRIDGE_PAYLOAD_KEY and
@@ -24,47 +29,44 @@ browser origin granted CORS. Every /encode and /decode call is written to
 stderr as one "codec audit" line (who, namespace, how many payloads, which
 key IDs; never a payload), whatever SYNCBRIDGE_LOG_LEVEL says. The worker can
 serve the same endpoint (SYNCBRIDGE_CODEC_ADDR); this command is for running
-it apart from the workers. Runs until interrupted.`)
-	addr := fs.String("addr", "", "listen address; default SYNCBRIDGE_CODEC_ADDR")
-	metricsAddr := fs.String("metrics-addr", "", "serve /metrics (codec_requests, codec_payloads) on this address; default none")
-	pos, code, done := parse(e, fs, args)
-	if done {
-		return code
+it apart from the workers. Runs until interrupted.`,
+		setup: func(fs *flags) runFunc {
+			addr := fs.String("addr", "", "listen address; default SYNCBRIDGE_CODEC_ADDR")
+			metricsAddr := fs.String("metrics-addr", "", "serve /metrics (codec_requests, codec_payloads) on this address; default none")
+			return func(ctx context.Context, e *env, _ []string) error { return serveCodec(ctx, e, *addr, *metricsAddr) }
+		},
 	}
-	if len(pos) != 0 {
-		return usageError(e, fs, "no arguments expected")
+}
+
+func serveCodec(ctx context.Context, e *env, addr, metricsAddr string) error {
+	cfg := e.cfg
+	if addr == "" {
+		addr = cfg.Codec.Addr
 	}
-	cfg, err := e.config()
-	if err != nil {
-		return e.fail("%v", err)
-	}
-	if *addr == "" {
-		*addr = cfg.Codec.Addr
-	}
-	if *addr == "" {
-		return e.fail("no listen address: set SYNCBRIDGE_CODEC_ADDR or --addr")
+	if addr == "" {
+		return errors.New("no listen address: set SYNCBRIDGE_CODEC_ADDR or --addr")
 	}
 	ring, err := cfg.Keyring()
 	if err != nil {
-		return e.fail("%v", err)
+		return err
 	}
 	if ring == nil {
-		return e.fail("SYNCBRIDGE_PAYLOAD_KEY is not set: there is nothing to decode")
+		return errors.New("SYNCBRIDGE_PAYLOAD_KEY is not set: there is nothing to decode")
 	}
 	if len(cfg.Codec.Tokens) == 0 && cfg.Codec.OIDC.Issuer == "" {
-		return e.fail("SYNCBRIDGE_CODEC_TOKEN (or _FILE) or SYNCBRIDGE_CODEC_OIDC_ISSUER is required: the endpoint decrypts patient data")
+		return errors.New("SYNCBRIDGE_CODEC_TOKEN (or _FILE) or SYNCBRIDGE_CODEC_OIDC_ISSUER is required: the endpoint decrypts patient data")
 	}
 	reg := metrics.New()
 	defer reg.Close()
-	o, err := codecserver.FromConfig(cfg.Codec, ring, cfg.Temporal.Namespace, e.logger(cfg), reg.Root.SubScope("syncbridge"))
+	o, err := codecserver.FromConfig(cfg.Codec, ring, cfg.Temporal.Namespace, e.log, reg.Root.SubScope("syncbridge"))
 	if err != nil {
-		return e.fail("%v", err)
+		return err
 	}
 	// codecserver.Listen refuses ui-origin trust on a reachable address,
 	// including one given with --addr, which the configuration never saw.
-	ln, err := codecserver.Listen(*addr, o)
+	ln, err := codecserver.Listen(addr, o)
 	if err != nil {
-		return e.fail("codec server listener on %s: %v", *addr, err)
+		return fmt.Errorf("codec server listener on %s: %w", addr, err)
 	}
 	srv := &http.Server{
 		Handler:           codecserver.Handler(o),
@@ -72,11 +74,11 @@ it apart from the workers. Runs until interrupted.`)
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 	}
-	if *metricsAddr != "" {
-		mln, err := net.Listen("tcp", *metricsAddr)
+	if metricsAddr != "" {
+		mln, err := net.Listen("tcp", metricsAddr)
 		if err != nil {
 			_ = ln.Close()
-			return e.fail("metrics listener on %s: %v", *metricsAddr, err)
+			return fmt.Errorf("metrics listener on %s: %w", metricsAddr, err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", reg.Handler())
@@ -92,11 +94,11 @@ it apart from the workers. Runs until interrupted.`)
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-		return exitOK
+		return nil
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {
-			return exitOK
+			return nil
 		}
-		return e.fail("codec server: %v", err)
+		return fmt.Errorf("codec server: %w", err)
 	}
 }

@@ -16,10 +16,7 @@ func (e *env) failureText(f *failurepb.Failure) string {
 	if f == nil {
 		return ""
 	}
-	var c *codec.AESGCM
-	if cfg, err := e.config(); err == nil {
-		c, _ = workerapp.PayloadCodec(cfg)
-	}
+	c, _ := workerapp.PayloadCodec(e.cfg)
 	if msg, ok := codec.FailureMessage(c, f); ok {
 		return msg
 	}

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	deploymentpb "go.temporal.io/api/deployment/v1"
@@ -14,18 +14,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-
-	"github.com/syncbridge/syncbridge/internal/config"
 )
-
-const deployAbout = `Worker Deployment Versioning (SYNCBRIDGE_VERSIONING=true): every build of
-the worker is a version of the deployment SYNCBRIDGE_DEPLOYMENT_NAME, named
-by its build ID (SYNCBRIDGE_BUILD_ID, default the binary's VCS revision).
-New record workflows start on the current version (or, for a ramp's share,
-on the ramping one) and every task of a record runs on the build that
-started it; pollers and reconciliation move to the current version at
-their next task. A build whose records have all closed is drained: its
-workers can stop. See README, "Deploying a new build".`
 
 // UnversionedBuild names "no version" in current and ramp: routing back to
 // workers running with SYNCBRIDGE_VERSIONING=false.
@@ -34,14 +23,126 @@ const unversionedBuild = "unversioned"
 // deployWaitEvery is how often drained --wait asks again.
 var deployWaitEvery = 2 * time.Second
 
-func runDeploy(ctx context.Context, e *env, args []string) int {
-	return dispatch(ctx, e, "deploy", deployAbout, []action{
-		{"list", "the deployment's versions: routing, drainage, pollers, running records", deployList},
-		{"current", "make a build the current version (all new work)", deployCurrent},
-		{"ramp", "send a percentage of new work to a build, or stop a ramp", deployRamp},
-		{"rollback", "stop a ramp, or make the previous (or a named) build current again", deployRollback},
-		{"drained", "exit 0 when no record is left pinned to a build: its workers can stop", deployDrained},
-	}, args)
+func deployCommand() *command {
+	return &command{
+		name:    "deploy",
+		summary: "worker deployment versions: list, make current, ramp, roll back, tell when drained",
+		about: `Worker Deployment Versioning (SYNCBRIDGE_VERSIONING=true): every build of
+the worker is a version of the deployment SYNCBRIDGE_DEPLOYMENT_NAME, named
+by its build ID (SYNCBRIDGE_BUILD_ID, default the binary's VCS revision).
+New record workflows start on the current version (or, for a ramp's share,
+on the ramping one) and every task of a record runs on the build that
+started it; pollers and reconciliation move to the current version at
+their next task. A build whose records have all closed is drained: its
+workers can stop. See README, "Deploying a new build".`,
+		actions: []*command{
+			{
+				name: "list", summary: "the deployment's versions: routing, drainage, pollers, running records",
+				synopsis: "deploy list [--json]",
+				about: `
+Lists the versions of the deployment SYNCBRIDGE_DEPLOYMENT_NAME, oldest
+first: routing state (current, ramping N%, draining, drained), the workers
+polling SYNCBRIDGE_TASK_QUEUE with that build, and the running executions on
+it (PINNED ones keep it from draining; the server's own drainage status is
+refreshed every few minutes, these counts are live).`,
+				needs: needTemporal, listing: true,
+				run: deployList,
+			},
+			{
+				name: "current", summary: "make a build the current version (all new work)",
+				synopsis: "deploy current BUILD [--allow-no-pollers]",
+				about: `
+Makes BUILD the current version: every new record workflow starts on it,
+and the pollers and reconciliation move to it at their next task. Records
+already running stay on the build that started them. A ramp to BUILD ends.
+'unversioned' routes new work back to workers running without versioning.
+The server refuses a build no worker has polled with (start its workers
+first) unless --allow-no-pollers.`,
+				needs: needTemporal, args: exactly(1, "BUILD"),
+				setup: func(fs *flags) runFunc {
+					allowNoPollers := fs.Bool("allow-no-pollers", false, "accept a build no worker has polled with yet")
+					return func(ctx context.Context, e *env, args []string) error {
+						d, err := describeDeployment(ctx, e)
+						if err != nil {
+							return err
+						}
+						return setCurrent(ctx, e, d, buildArg(args[0]), *allowNoPollers)
+					}
+				},
+			},
+			{
+				name: "ramp", summary: "send a percentage of new work to a build, or stop a ramp",
+				synopsis: "deploy ramp BUILD PERCENT | deploy ramp --stop",
+				about: `
+Sends PERCENT (0-100, fractions allowed) of new record workflows, and of the
+pollers' and reconciliation's tasks, to BUILD; the rest go to the current
+version. Each record stays on the build it started on. Raise the
+percentage step by step while watching the build (README, "Deploying a new
+build"), then make it current. --stop ends the ramp: everything new goes to
+the current version again.`,
+				needs: needTemporal, args: atMost(2, "BUILD and PERCENT"),
+				setup: func(fs *flags) runFunc {
+					stop := fs.Bool("stop", false, "end the ramp")
+					allowNoPollers := fs.Bool("allow-no-pollers", false, "accept a build no worker has polled with yet")
+					var pct float64
+					fs.check(func(args []string) error {
+						switch {
+						case *stop && len(args) == 0:
+							return nil
+						case *stop:
+							return usagef("--stop takes no arguments")
+						case len(args) != 2:
+							return usagef("want BUILD and PERCENT, or --stop")
+						}
+						var err error
+						if pct, err = strconv.ParseFloat(args[1], 32); err != nil || pct < 0 || pct > 100 {
+							return usagef("PERCENT must be a number from 0 to 100, got %q", args[1])
+						}
+						return nil
+					})
+					return func(ctx context.Context, e *env, args []string) error {
+						d, err := describeDeployment(ctx, e)
+						if err != nil {
+							return err
+						}
+						if *stop {
+							return stopRamp(ctx, e, d)
+						}
+						return ramp(ctx, e, d, buildArg(args[0]), pct, *allowNoPollers)
+					}
+				},
+			},
+			{
+				name: "rollback", summary: "stop a ramp, or make the previous (or a named) build current again",
+				synopsis: "deploy rollback [BUILD]",
+				about: `
+Undoes the last routing step. During a ramp, ends it (as 'deploy ramp
+--stop'). Otherwise makes BUILD current again, by default the version that
+was current most recently before the present one; its workers must be
+running (start them again first if they were retired). Records started on
+the build rolled back from stay on it and finish there: keep its workers
+until 'starter deploy drained BUILD' exits 0.`,
+				needs: needTemporal, args: atMost(1, "BUILD"),
+				run: deployRollback,
+			},
+			{
+				name: "drained", summary: "exit 0 when no record is left pinned to a build: its workers can stop",
+				synopsis: "deploy drained BUILD [--wait D]",
+				about: `
+Exits 0 when BUILD is drained: it is neither current nor ramping, the
+server reports it drained, and no execution pinned to it is running, so its
+workers can be stopped. Exits 1 otherwise, saying what it waits on. The
+server checks drainage a few minutes after the version stopped taking new
+work (a grace period for visibility), then every few minutes. --wait keeps
+asking until drained or D has passed.`,
+				needs: needTemporal, args: exactly(1, "BUILD"),
+				setup: func(fs *flags) runFunc {
+					wait := fs.Duration("wait", 0, "keep asking for up to this long")
+					return func(ctx context.Context, e *env, args []string) error { return deployDrained(ctx, e, args[0], *wait) }
+				},
+			},
+		},
+	}
 }
 
 // busyRetryFor bounds how long a command retries a deployment the server
@@ -100,32 +201,25 @@ func (d deployment) version(build string) *deploymentpb.WorkerDeploymentInfo_Wor
 // describeDeployment reads the deployment through the raw API: its version
 // summaries say when each version was last current, which rollback needs
 // and the SDK's summary leaves out.
-func describeDeployment(ctx context.Context, e *env) (deployment, config.Config, client.Client, error) {
-	cfg, err := e.config()
-	if err != nil {
-		return deployment{}, cfg, nil, err
-	}
-	tc, err := e.temporal(ctx)
-	if err != nil {
-		return deployment{}, cfg, nil, err
-	}
+func describeDeployment(ctx context.Context, e *env) (deployment, error) {
+	name := e.cfg.Versioning.DeploymentName
 	var resp *workflowservice.DescribeWorkerDeploymentResponse
-	err = retryBusy(ctx, func() error {
+	err := retryBusy(ctx, func() error {
 		var err error
-		resp, err = tc.WorkflowService().DescribeWorkerDeployment(ctx, &workflowservice.DescribeWorkerDeploymentRequest{
-			Namespace: cfg.Temporal.Namespace, DeploymentName: cfg.Versioning.DeploymentName,
+		resp, err = e.tc.WorkflowService().DescribeWorkerDeployment(ctx, &workflowservice.DescribeWorkerDeploymentRequest{
+			Namespace: e.cfg.Temporal.Namespace, DeploymentName: name,
 		})
 		return err
 	})
 	if err != nil {
-		return deployment{}, cfg, tc, fmt.Errorf("describe deployment %s (do workers run with SYNCBRIDGE_VERSIONING=true?): %w", cfg.Versioning.DeploymentName, err)
+		return deployment{}, fmt.Errorf("describe deployment %s (do workers run with SYNCBRIDGE_VERSIONING=true?): %w", name, err)
 	}
-	d := deployment{name: cfg.Versioning.DeploymentName, info: resp.GetWorkerDeploymentInfo()}
+	d := deployment{name: name, info: resp.GetWorkerDeploymentInfo()}
 	d.versions = append(d.versions, d.info.GetVersionSummaries()...)
 	sort.Slice(d.versions, func(i, j int) bool {
 		return d.versions[i].GetCreateTime().AsTime().Before(d.versions[j].GetCreateTime().AsTime())
 	})
-	return d, cfg, tc, nil
+	return d, nil
 }
 
 // versionStatus is the version's routing state in a word.
@@ -135,7 +229,7 @@ func versionStatus(d deployment, v *deploymentpb.WorkerDeploymentInfo_WorkerDepl
 	case b == d.current():
 		return "current"
 	case b == d.ramping():
-		return fmt.Sprintf("ramping %g%%", d.rampPercent())
+		return "ramping"
 	}
 	switch v.GetStatus() {
 	case enumspb.WORKER_DEPLOYMENT_VERSION_STATUS_DRAINING:
@@ -143,7 +237,7 @@ func versionStatus(d deployment, v *deploymentpb.WorkerDeploymentInfo_WorkerDepl
 	case enumspb.WORKER_DEPLOYMENT_VERSION_STATUS_DRAINED:
 		return "drained"
 	case enumspb.WORKER_DEPLOYMENT_VERSION_STATUS_INACTIVE, enumspb.WORKER_DEPLOYMENT_VERSION_STATUS_CREATED:
-		return "inactive (never current)"
+		return "inactive"
 	}
 	return snake(v.GetStatus().String())
 }
@@ -165,72 +259,88 @@ func runningOn(ctx context.Context, tc client.Client, deploymentName, build stri
 	return p.GetCount(), r.GetCount(), nil
 }
 
-// pollersByBuild is, per build ID ("" = unversioned), the identities of
-// workers that polled the task queue recently.
-func pollersByBuild(ctx context.Context, tc client.Client, queue string) (map[string]map[string]bool, error) {
-	out := map[string]map[string]bool{}
-	for _, typ := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
-		d, err := tc.DescribeTaskQueue(ctx, queue, typ)
-		if err != nil {
-			return nil, fmt.Errorf("describe task queue %s: %w", queue, err)
-		}
-		for _, p := range d.GetPollers() {
-			b := p.GetDeploymentOptions().GetBuildId()
-			if out[b] == nil {
-				out[b] = map[string]bool{}
-			}
-			out[b][p.GetIdentity()] = true
-		}
-	}
-	return out, nil
+// deploymentView is `deploy list`, as --json prints it.
+type deploymentView struct {
+	Deployment string `json:"deployment"`
+	Current    string `json:"current"` // a build ID, or "unversioned"
+	// Ramping is the build taking RampPercent of new work; empty without
+	// a ramp ("unversioned" when the ramp is to unversioned workers).
+	Ramping     string        `json:"ramping,omitempty"`
+	RampPercent float32       `json:"rampPercent"`
+	Versions    []versionView `json:"versions"` // oldest first
+	// UnversionedPollers counts workers polling without versioning.
+	UnversionedPollers int `json:"unversionedPollers"`
+	taskQueue          string
 }
 
-func deployList(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("deploy list", "deploy list", `
-Lists the versions of the deployment SYNCBRIDGE_DEPLOYMENT_NAME, oldest
-first: routing state (current, ramping N%, draining, drained), the workers
-polling SYNCBRIDGE_TASK_QUEUE with that build, and the running executions on
-it (PINNED ones keep it from draining; the server's own drainage status is
-refreshed every few minutes, these counts are live).`)
-	pos, code, done := parse(e, fs, args)
-	if done {
-		return code
-	}
-	if len(pos) > 0 {
-		return usageError(e, fs, "unexpected argument %q", pos[0])
-	}
-	d, cfg, tc, err := describeDeployment(ctx, e)
+type versionView struct {
+	BuildID string `json:"buildId"`
+	// Status is current, ramping, draining, drained or inactive (never
+	// current nor ramping).
+	Status        string    `json:"status"`
+	Pollers       int       `json:"pollers"`       // workers polling with this build
+	PinnedRunning int64     `json:"pinnedRunning"` // running executions pinned to it: it drains when 0
+	Running       int64     `json:"running"`       // all running executions on it
+	CreatedAt     time.Time `json:"createdAt"`
+	LastCurrentAt time.Time `json:"lastCurrentAt,omitzero"`
+}
+
+func deployList(ctx context.Context, e *env, _ []string) error {
+	d, err := describeDeployment(ctx, e)
 	if err != nil {
-		return e.fail("%v", err)
+		return err
 	}
-	pollers, err := pollersByBuild(ctx, tc, cfg.Temporal.TaskQueue)
+	polls, err := taskQueuePollers(ctx, e.tc, e.cfg.Temporal.TaskQueue)
 	if err != nil {
-		return e.fail("%v", err)
+		return err
 	}
-	e.printf("deployment %s: current %s", d.name, orUnversioned(d.current()))
+	perBuild := map[string]int{}
+	for _, p := range polls {
+		perBuild[p.BuildID]++
+	}
+	v := deploymentView{
+		Deployment: d.name, Current: orUnversioned(d.current()), RampPercent: d.rampPercent(),
+		Versions: make([]versionView, 0, len(d.versions)), UnversionedPollers: perBuild[""], taskQueue: e.cfg.Temporal.TaskQueue,
+	}
 	if d.ramping() != "" || d.rampPercent() > 0 {
-		e.printf(", ramping %s at %g%%", orUnversioned(d.ramping()), d.rampPercent())
+		v.Ramping = orUnversioned(d.ramping())
+	}
+	for _, ver := range d.versions {
+		b := ver.GetDeploymentVersion().GetBuildId()
+		vv := versionView{BuildID: b, Status: versionStatus(d, ver), Pollers: perBuild[b], CreatedAt: ver.GetCreateTime().AsTime().UTC()}
+		if vv.PinnedRunning, vv.Running, err = runningOn(ctx, e.tc, d.name, b); err != nil {
+			return err
+		}
+		if t := ver.GetLastCurrentTime(); t != nil && !t.AsTime().IsZero() {
+			vv.LastCurrentAt = t.AsTime().UTC()
+		}
+		v.Versions = append(v.Versions, vv)
+	}
+	return e.output(v, func() { v.print(e) })
+}
+
+func (v deploymentView) print(e *env) {
+	e.printf("deployment %s: current %s", v.Deployment, v.Current)
+	if v.Ramping != "" {
+		e.printf(", ramping %s at %g%%", v.Ramping, v.RampPercent)
 	}
 	e.printf("\n")
-	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintf(tw, "BUILD\tSTATUS\tPOLLERS\tPINNED RUNNING\tRUNNING\tCREATED\tLAST CURRENT\n")
-	for _, v := range d.versions {
-		b := v.GetDeploymentVersion().GetBuildId()
-		pinned, all, err := runningOn(ctx, tc, d.name, b)
-		if err != nil {
-			return e.fail("%v", err)
+	e.table(func(tw io.Writer) {
+		fmt.Fprintf(tw, "BUILD\tSTATUS\tPOLLERS\tPINNED RUNNING\tRUNNING\tCREATED\tLAST CURRENT\n")
+		for _, ver := range v.Versions {
+			status := ver.Status
+			switch status {
+			case "ramping":
+				status = fmt.Sprintf("ramping %g%%", v.RampPercent)
+			case "inactive":
+				status = "inactive (never current)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", ver.BuildID, status, ver.Pollers, ver.PinnedRunning, ver.Running, fmtTime(ver.CreatedAt), fmtTime(ver.LastCurrentAt))
 		}
-		last := "-"
-		if t := v.GetLastCurrentTime(); t != nil && !t.AsTime().IsZero() {
-			last = fmtTime(t.AsTime())
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", b, versionStatus(d, v), len(pollers[b]), pinned, all, fmtTime(v.GetCreateTime().AsTime()), last)
+	})
+	if v.UnversionedPollers > 0 {
+		e.printf("unversioned workers polling %s: %d (SYNCBRIDGE_VERSIONING=false)\n", v.taskQueue, v.UnversionedPollers)
 	}
-	tw.Flush()
-	if n := len(pollers[""]); n > 0 {
-		e.printf("unversioned workers polling %s: %d (SYNCBRIDGE_VERSIONING=false)\n", cfg.Temporal.TaskQueue, n)
-	}
-	return exitOK
 }
 
 func orUnversioned(build string) string {
@@ -248,145 +358,73 @@ func buildArg(s string) string {
 	return s
 }
 
-func deployCurrent(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("deploy current", "deploy current BUILD [--allow-no-pollers]", `
-Makes BUILD the current version: every new record workflow starts on it,
-and the pollers and reconciliation move to it at their next task. Records
-already running stay on the build that started them. A ramp to BUILD ends.
-'unversioned' routes new work back to workers running without versioning.
-The server refuses a build no worker has polled with (start its workers
-first) unless --allow-no-pollers.`)
-	allowNoPollers := fs.Bool("allow-no-pollers", false, "accept a build no worker has polled with yet")
-	pos, code, done := parse(e, fs, args)
-	if done {
-		return code
-	}
-	if len(pos) != 1 {
-		return usageError(e, fs, "want one BUILD")
-	}
-	d, _, tc, err := describeDeployment(ctx, e)
-	if err != nil {
-		return e.fail("%v", err)
-	}
-	return setCurrent(ctx, e, tc, d, buildArg(pos[0]), *allowNoPollers)
-}
-
-func setCurrent(ctx context.Context, e *env, tc client.Client, d deployment, build string, allowNoPollers bool) int {
+func setCurrent(ctx context.Context, e *env, d deployment, build string, allowNoPollers bool) error {
 	if build != "" && d.version(build) == nil {
-		return e.fail("build %q is not a version of deployment %s (start its workers with SYNCBRIDGE_VERSIONING=true and SYNCBRIDGE_BUILD_ID=%s first; 'starter deploy list' shows the versions)", build, d.name, build)
+		return fmt.Errorf("build %q is not a version of deployment %s (start its workers with SYNCBRIDGE_VERSIONING=true and SYNCBRIDGE_BUILD_ID=%s first; 'starter deploy list' shows the versions)", build, d.name, build)
 	}
 	err := retryBusy(ctx, func() error {
-		_, err := tc.WorkerDeploymentClient().GetHandle(d.name).SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{
+		_, err := e.tc.WorkerDeploymentClient().GetHandle(d.name).SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{
 			BuildID:        build,
 			AllowNoPollers: allowNoPollers,
 		})
 		return err
 	})
 	if err != nil {
-		return e.fail("set current version of %s to %s: %v", d.name, orUnversioned(build), err)
+		return fmt.Errorf("set current version of %s to %s: %w", d.name, orUnversioned(build), err)
 	}
 	e.printf("current: %s (was %s)\n", orUnversioned(build), orUnversioned(d.current()))
 	if prev := d.current(); prev != "" && prev != build {
 		e.printf("records started on %s finish there: keep its workers until 'starter deploy drained %s' exits 0\n", prev, prev)
 	}
-	return exitOK
+	return nil
 }
 
-func deployRamp(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("deploy ramp", "deploy ramp BUILD PERCENT | deploy ramp --stop", `
-Sends PERCENT (0-100, fractions allowed) of new record workflows, and of the
-pollers' and reconciliation's tasks, to BUILD; the rest go to the current
-version. Each record stays on the build it started on. Raise the
-percentage step by step while watching the build (README, "Deploying a new
-build"), then make it current. --stop ends the ramp: everything new goes to
-the current version again.`)
-	stop := fs.Bool("stop", false, "end the ramp")
-	allowNoPollers := fs.Bool("allow-no-pollers", false, "accept a build no worker has polled with yet")
-	pos, code, done := parse(e, fs, args)
-	if done {
-		return code
-	}
-	build, pct := "", 0.0
-	switch {
-	case *stop && len(pos) == 0:
-	case *stop:
-		return usageError(e, fs, "--stop takes no arguments")
-	case len(pos) != 2:
-		return usageError(e, fs, "want BUILD and PERCENT, or --stop")
-	default:
-		var err error
-		pct, err = strconv.ParseFloat(pos[1], 32)
-		if err != nil || pct < 0 || pct > 100 {
-			return usageError(e, fs, "PERCENT must be a number from 0 to 100, got %q", pos[1])
-		}
-		build = buildArg(pos[0])
-	}
-	d, _, tc, err := describeDeployment(ctx, e)
-	if err != nil {
-		return e.fail("%v", err)
-	}
-	if *stop {
-		return stopRamp(ctx, e, tc, d)
-	}
+func ramp(ctx context.Context, e *env, d deployment, build string, pct float64, allowNoPollers bool) error {
 	if build == d.current() {
-		return e.fail("%s is already the current version", orUnversioned(build))
+		return fmt.Errorf("%s is already the current version", orUnversioned(build))
 	}
 	if build != "" && d.version(build) == nil {
-		return e.fail("build %q is not a version of deployment %s ('starter deploy list' shows the versions)", build, d.name)
+		return fmt.Errorf("build %q is not a version of deployment %s ('starter deploy list' shows the versions)", build, d.name)
 	}
-	err = retryBusy(ctx, func() error {
-		_, err := tc.WorkerDeploymentClient().GetHandle(d.name).SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{
-			BuildID: build, Percentage: float32(pct), AllowNoPollers: *allowNoPollers,
+	err := retryBusy(ctx, func() error {
+		_, err := e.tc.WorkerDeploymentClient().GetHandle(d.name).SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{
+			BuildID: build, Percentage: float32(pct), AllowNoPollers: allowNoPollers,
 		})
 		return err
 	})
 	if err != nil {
-		return e.fail("ramp %s to %g%%: %v", orUnversioned(build), pct, err)
+		return fmt.Errorf("ramp %s to %g%%: %w", orUnversioned(build), pct, err)
 	}
 	e.printf("ramping: %s at %g%% (current %s)\n", orUnversioned(build), pct, orUnversioned(d.current()))
-	return exitOK
+	return nil
 }
 
-func stopRamp(ctx context.Context, e *env, tc client.Client, d deployment) int {
+func stopRamp(ctx context.Context, e *env, d deployment) error {
 	if d.ramping() == "" && d.rampPercent() == 0 {
 		e.printf("no ramp in progress (current %s)\n", orUnversioned(d.current()))
-		return exitOK
+		return nil
 	}
 	err := retryBusy(ctx, func() error {
-		_, err := tc.WorkerDeploymentClient().GetHandle(d.name).SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{})
+		_, err := e.tc.WorkerDeploymentClient().GetHandle(d.name).SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{})
 		return err
 	})
 	if err != nil {
-		return e.fail("stop the ramp to %s: %v", orUnversioned(d.ramping()), err)
+		return fmt.Errorf("stop the ramp to %s: %w", orUnversioned(d.ramping()), err)
 	}
 	e.printf("ramp to %s stopped: all new work goes to %s\n", orUnversioned(d.ramping()), orUnversioned(d.current()))
 	if d.ramping() != "" {
 		e.printf("records started on %s finish there: keep its workers until 'starter deploy drained %s' exits 0\n", d.ramping(), d.ramping())
 	}
-	return exitOK
+	return nil
 }
 
-func deployRollback(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("deploy rollback", "deploy rollback [BUILD]", `
-Undoes the last routing step. During a ramp, ends it (as 'deploy ramp
---stop'). Otherwise makes BUILD current again, by default the version that
-was current most recently before the present one; its workers must be
-running (start them again first if they were retired). Records started on
-the build rolled back from stay on it and finish there: keep its workers
-until 'starter deploy drained BUILD' exits 0.`)
-	pos, code, done := parse(e, fs, args)
-	if done {
-		return code
-	}
-	if len(pos) > 1 {
-		return usageError(e, fs, "at most one BUILD")
-	}
-	d, _, tc, err := describeDeployment(ctx, e)
+func deployRollback(ctx context.Context, e *env, pos []string) error {
+	d, err := describeDeployment(ctx, e)
 	if err != nil {
-		return e.fail("%v", err)
+		return err
 	}
 	if len(pos) == 0 && (d.ramping() != "" || d.rampPercent() > 0) {
-		return stopRamp(ctx, e, tc, d)
+		return stopRamp(ctx, e, d)
 	}
 	target := ""
 	if len(pos) == 1 {
@@ -400,53 +438,37 @@ until 'starter deploy drained BUILD' exits 0.`)
 			}
 		}
 		if target == "" {
-			return e.fail("no earlier current version of %s to roll back to; name one: 'starter deploy rollback BUILD' ('unversioned' for workers without versioning)", d.name)
+			return fmt.Errorf("no earlier current version of %s to roll back to; name one: 'starter deploy rollback BUILD' ('unversioned' for workers without versioning)", d.name)
 		}
 	}
 	if target == d.current() {
-		return e.fail("%s is already the current version", orUnversioned(target))
+		return fmt.Errorf("%s is already the current version", orUnversioned(target))
 	}
-	return setCurrent(ctx, e, tc, d, target, false)
+	return setCurrent(ctx, e, d, target, false)
 }
 
-func deployDrained(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("deploy drained", "deploy drained BUILD [--wait D]", `
-Exits 0 when BUILD is drained: it is neither current nor ramping, the
-server reports it drained, and no execution pinned to it is running, so its
-workers can be stopped. Exits 1 otherwise, saying what it waits on. The
-server checks drainage a few minutes after the version stopped taking new
-work (a grace period for visibility), then every few minutes. --wait keeps
-asking until drained or D has passed.`)
-	wait := fs.Duration("wait", 0, "keep asking for up to this long")
-	pos, code, done := parse(e, fs, args)
-	if done {
-		return code
-	}
-	if len(pos) != 1 {
-		return usageError(e, fs, "want one BUILD")
-	}
-	build := pos[0]
-	deadline := time.Now().Add(*wait)
+func deployDrained(ctx context.Context, e *env, build string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	for {
-		d, _, tc, err := describeDeployment(ctx, e)
+		d, err := describeDeployment(ctx, e)
 		if err != nil {
-			return e.fail("%v", err)
+			return err
 		}
-		why, err := notDrained(ctx, tc, d, build)
+		why, err := notDrained(ctx, e.tc, d, build)
 		if err != nil {
-			return e.fail("%v", err)
+			return err
 		}
 		if why == "" {
 			e.printf("%s drained: no execution is pinned to it; its workers can stop\n", build)
-			return exitOK
+			return nil
 		}
 		if !time.Now().Before(deadline) {
-			return e.fail("%s not drained: %s", build, why)
+			return fmt.Errorf("%s not drained: %s", build, why)
 		}
 		e.progress("%s: %s", build, why)
 		select {
 		case <-ctx.Done():
-			return e.fail("%s not drained: %s", build, why)
+			return fmt.Errorf("%s not drained: %s", build, why)
 		case <-time.After(deployWaitEvery):
 		}
 	}

@@ -47,6 +47,19 @@ func TestDeployCommands(t *testing.T) {
 	if out := h.mustStarter("deploy", "list"); !hasRow(out, "b2", "ramping 25%") || !strings.Contains(out, "ramping b2 at 25%") {
 		t.Fatalf("deploy list during the ramp:\n%s", out)
 	}
+	js := h.starterJSON("deploy", "list")
+	if atString(t, js, "deployment") != h.env.TaskQueue || atString(t, js, "current") != "b1" || atString(t, js, "ramping") != "b2" || atFloat(t, js, "rampPercent") != 25 {
+		t.Fatalf("deploy list --json during the ramp: %v", js)
+	}
+	versions := map[string]any{}
+	for _, v := range jsonArray(t, at(t, js, "versions")) {
+		versions[atString(t, v, "buildId")] = v
+	}
+	if len(versions) != 2 || atString(t, versions["b1"], "status") != "current" || atString(t, versions["b2"], "status") != "ramping" ||
+		atInt(t, versions["b1"], "pollers") < 1 || atInt(t, versions["b2"], "pollers") < 1 ||
+		atString(t, versions["b2"], "createdAt") == "" || atInt(t, js, "unversionedPollers") != 0 {
+		t.Fatalf("deploy list --json versions: %v", versions)
+	}
 	if out := h.mustStarter("deploy", "rollback"); !strings.Contains(out, "ramp to b2 stopped") {
 		t.Fatalf("rollback during a ramp: %s", out)
 	}

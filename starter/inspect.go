@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
-	"strings"
-	"text/tabwriter"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -17,73 +16,64 @@ import (
 	"github.com/syncbridge/syncbridge/internal/store"
 )
 
-func runInspect(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("inspect", "inspect KEY [--show-payload]", `
+func inspectCommand() *command {
+	return &command{
+		name:     "inspect",
+		summary:  "everything known about one key: workflow, history, row, conflicts, quarantine",
+		synopsis: "inspect KEY [--show-payload]",
+		about: `
 Shows everything known about one key: its record workflow's runs, the latest
 run's status, pending activities (attempt, last failure) and history
 summary, the stored row, conflicts and quarantine entries. Patient data is
-masked unless --show-payload.`)
-	show := fs.Bool("show-payload", false, "print payloads and patient fields (patient data)")
-	pos, code, done := parse(e, fs, args)
-	if done {
-		return code
+masked unless --show-payload. Exits 1 when nothing at all is known.`,
+		needs:       needTemporal | needStore,
+		args:        exactly(1, "KEY"),
+		patientData: true,
+		run:         inspect,
 	}
-	if len(pos) != 1 {
-		return usageError(e, fs, "want exactly one KEY")
-	}
-	key := pos[0]
-	cfg, err := e.config()
-	if err != nil {
-		return e.fail("%v", err)
-	}
-	tc, err := e.temporal(ctx)
-	if err != nil {
-		return e.fail("%v", err)
-	}
-	st, err := e.store(ctx)
-	if err != nil {
-		return e.fail("%v", err)
-	}
-	id := contract.RecordWorkflowID(cfg.Pipeline.WorkflowIDPrefix, key)
-	e.printf("key %s\n\n", key)
+}
 
-	found, err := inspectWorkflow(ctx, e, tc, id)
+func inspect(ctx context.Context, e *env, args []string) error {
+	key, show := args[0], e.showPayload
+	e.printf("key %s\n\n", key)
+	found, err := inspectWorkflow(ctx, e, e.tc, contract.RecordWorkflowID(e.cfg.Pipeline.WorkflowIDPrefix, key))
 	if err != nil {
-		return e.fail("%v", err)
+		return err
 	}
 	e.printf("\n")
-	row, ok, err := st.Record(ctx, key)
+	row, ok, err := e.st.Record(ctx, key)
 	if err != nil {
-		return e.fail("%v", err)
+		return err
 	}
-	printRow(e, row, ok, *show)
-	cs, err := st.Conflicts(ctx, key)
+	printRow(e, row, ok, show)
+	cs, err := e.st.Conflicts(ctx, key)
 	if err != nil {
-		return e.fail("%v", err)
+		return err
 	}
-	printConflicts(e, cs, *show)
-	qs, err := st.ListQuarantine(ctx, store.QuarantineFilter{Key: key})
+	printConflicts(e, cs, show)
+	qs, err := e.st.ListQuarantine(ctx, store.QuarantineFilter{Key: key})
 	if err != nil {
-		return e.fail("%v", err)
+		return err
 	}
-	if len(qs) == 0 {
-		e.printf("quarantine: none\n")
-	} else {
-		e.printf("quarantine:\n")
-		for _, q := range qs {
-			e.printf("  #%d %s  reason %s  message %s  quarantined %s\n", q.ID, q.Status, q.Reason, orDash(q.MessageID), fmtTime(q.QuarantinedAt))
-			if q.StatusReason != "" {
-				e.printf("     status reason: %s\n", q.StatusReason)
-			}
-			e.printf("     detail: %s\n", orDash(q.Detail))
-			e.printf("     body: %s\n", maskBody(q.Body, *show))
-		}
-	}
+	printQuarantine(e, qs, show)
 	if !found && !ok && len(cs) == 0 && len(qs) == 0 {
-		e.progress("nothing is known about key %s", key)
-		return exitFailure
+		return fmt.Errorf("nothing is known about key %s", key)
 	}
-	return exitOK
+	return nil
+}
+
+func printQuarantine(e *env, qs []store.QuarantineItem, show bool) {
+	if !e.section("quarantine", len(qs)) {
+		return
+	}
+	for _, q := range qs {
+		e.printf("  #%d %s  reason %s  message %s  quarantined %s\n", q.ID, q.Status, q.Reason, orDash(q.MessageID), fmtTime(q.QuarantinedAt))
+		if q.StatusReason != "" {
+			e.printf("     status reason: %s\n", q.StatusReason)
+		}
+		e.printf("     detail: %s\n", orDash(q.Detail))
+		e.printf("     body: %s\n", maskBody(q.Body, show))
+	}
 }
 
 // inspectWorkflow prints the runs of a record workflow ID and details of
@@ -117,16 +107,16 @@ func inspectWorkflow(ctx context.Context, e *env, tc client.Client, id string) (
 	})
 	if err == nil && len(resp.GetExecutions()) > 0 {
 		e.printf("  runs:\n")
-		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-		for _, x := range resp.GetExecutions() {
-			closed := "-"
-			if x.GetCloseTime() != nil {
-				closed = fmtTime(x.GetCloseTime().AsTime())
+		e.table(func(tw io.Writer) {
+			for _, x := range resp.GetExecutions() {
+				closed := "-"
+				if x.GetCloseTime() != nil {
+					closed = fmtTime(x.GetCloseTime().AsTime())
+				}
+				fmt.Fprintf(tw, "    %s\t%s\t%s\tstarted %s\tclosed %s\n", x.GetExecution().GetWorkflowId(), x.GetExecution().GetRunId(),
+					statusName(x.GetStatus()), fmtTime(x.GetStartTime().AsTime()), closed)
 			}
-			fmt.Fprintf(tw, "    %s\t%s\t%s\tstarted %s\tclosed %s\n", x.GetExecution().GetWorkflowId(), x.GetExecution().GetRunId(),
-				statusName(x.GetStatus()), fmtTime(x.GetStartTime().AsTime()), closed)
-		}
-		tw.Flush()
+		})
 	}
 
 	if pas := d.GetPendingActivities(); len(pas) > 0 {
@@ -166,11 +156,11 @@ func inspectWorkflow(ctx context.Context, e *env, tc client.Client, id string) (
 	}
 	sort.Strings(names)
 	e.printf("  history summary:\n")
-	tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-	for _, n := range names {
-		fmt.Fprintf(tw, "    %s\t%d\n", n, counts[n])
-	}
-	tw.Flush()
+	e.table(func(tw io.Writer) {
+		for _, n := range names {
+			fmt.Fprintf(tw, "    %s\t%d\n", n, counts[n])
+		}
+	})
 	if failure != "" {
 		e.printf("  last failure: %s\n", oneLine(failure))
 	}
@@ -188,36 +178,4 @@ func inspectWorkflow(ctx context.Context, e *env, tc client.Client, id string) (
 		}
 	}
 	return true, nil
-}
-
-func statusName(s enumspb.WorkflowExecutionStatus) string {
-	return snake(s.String())
-}
-
-// snake turns an enum name, "ActivityTaskCompleted" or
-// "EVENT_TYPE_ACTIVITY_TASK_COMPLETED" depending on the API version, into
-// "activity_task_completed".
-func snake(s string) string {
-	for _, p := range []string{"EVENT_TYPE_", "WORKFLOW_EXECUTION_STATUS_", "PENDING_ACTIVITY_STATE_"} {
-		s = strings.TrimPrefix(s, p)
-	}
-	if strings.ToUpper(s) == s {
-		return strings.ToLower(s)
-	}
-	var b strings.Builder
-	for i, r := range s {
-		if r >= 'A' && r <= 'Z' {
-			if i > 0 {
-				b.WriteByte('_')
-			}
-			r += 'a' - 'A'
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-// escapeQuery quotes a value for a visibility query string literal.
-func escapeQuery(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s)
 }

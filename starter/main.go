@@ -21,3 +21,24 @@ func main() {
 	stop()
 	os.Exit(code)
 }
+
+// commandTree is every command, built afresh for each run: setup
+// registers flags into variables of that run only.
+func commandTree() *command {
+	return &command{
+		about: `Operator tool for the syncbridge worker fleet. Configuration comes from the
+same environment variables as the worker (ROCKETMQ_*, ALIBABA_*, POLARDB_*,
+TEMPORAL_*, SYNCBRIDGE_*).`,
+		actions: []*command{
+			statusCommand(),
+			reconcileCommand(),
+			quarantineCommand(),
+			conflictsCommand(),
+			inspectCommand(),
+			pollersCommand(),
+			deployCommand(),
+			publishCommand(),
+			codecServerCommand(),
+		},
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -45,6 +46,15 @@ func TestQuarantineReplayAndDiscard(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("list lacks %q", want)
 		}
+	}
+	items := jsonArray(t, h.starterJSON("quarantine", "list"))
+	if len(items) != 3 || atInt(t, items[0], "id") != fixID || atString(t, items[0], "key") != "q-fix" || atString(t, items[0], "messageId") != "msg-Q1" ||
+		atString(t, items[0], "reason") != "missing_patient_id" || atString(t, items[0], "status") != store.QuarantineQuarantined ||
+		atInt(t, items[0], "deliveries") != 1 || atInt(t, items[2], "id") != junkID || atString(t, items[2], "reason") != "bad_json" {
+		t.Fatalf("quarantine list --json: %v", items)
+	}
+	if strings.Contains(fmt.Sprint(items), "penicillin") {
+		t.Fatalf("quarantine list --json shows a body")
 	}
 	out = h.mustStarter("quarantine", "show", fix)
 	if strings.Contains(out, "penicillin") || !strings.Contains(out, "masked") || strings.Contains(out, "notes") || strings.Contains(out, "34") || !strings.Contains(out, "JSON object") {
@@ -111,6 +121,14 @@ func TestQuarantineReplayAndDiscard(t *testing.T) {
 	}
 	if out := h.mustStarter("quarantine", "list", "--status", "discarded"); !strings.Contains(out, junk) || strings.Contains(out, "q-fix") {
 		t.Fatalf("list --status discarded:\n%s", out)
+	}
+	items = jsonArray(t, h.starterJSON("quarantine", "list", "--status", "discarded"))
+	if len(items) != 1 || atInt(t, items[0], "id") != junkID || atString(t, items[0], "status") != store.QuarantineDiscarded ||
+		!strings.Contains(atString(t, items[0], "statusReason"), "test junk from a lab device") || atString(t, items[0], "updatedAt") == "" {
+		t.Fatalf("quarantine list --status discarded --json: %v", items)
+	}
+	if items := jsonArray(t, h.starterJSON("quarantine", "list", "--after", fix, "--limit", "1")); len(items) != 1 || atInt(t, items[0], "id") != badID {
+		t.Fatalf("quarantine list --after --limit --json: %v", items)
 	}
 	if code, _, _ := h.starter("quarantine", "show", "999999"); code != exitFailure {
 		t.Fatalf("show of a missing row: exit %d", code)
@@ -193,6 +211,15 @@ func TestConflictResolveIncomingIsAuditedAndIdempotent(t *testing.T) {
 		t.Fatalf("conflicts after resolve: %+v", cs)
 	}
 	updated := row.UpdatedAt
+	items := jsonArray(t, h.starterJSON("conflicts", "list", "--status", "all", "--key", key))
+	if len(items) != 2 || atInt(t, items[0], "id") != cs[0].ID || atString(t, items[0], "status") != store.ConflictResolvedIncoming ||
+		atString(t, items[0], "resolvedAt") == "" || atString(t, items[0], "incomingHash") != second.Hash || atString(t, items[0], "storedHash") != first.Hash ||
+		atString(t, items[1], "incomingHash") != first.Hash || atString(t, items[1], "key") != key {
+		t.Fatalf("conflicts list --status all --json: %v", items)
+	}
+	if items := jsonArray(t, h.starterJSON("conflicts", "list")); len(items) != 0 {
+		t.Fatalf("conflicts list --json after the resolve: %v", items)
+	}
 	h.replayLive(contract.ResolveConflictWorkflowID(key, cs[0].ID), "resolve_conflict_incoming.json")
 
 	// Twice: without --id there is nothing open; with it, the workflow

@@ -47,6 +47,12 @@ func TestPollersStopSurvivesWorkerRestart(t *testing.T) {
 	if !strings.Contains(out, "stop intent: stopped") {
 		t.Errorf("status does not show the stop intent:\n%s", out)
 	}
+	js := h.starterJSON("pollers", "status")
+	ws := jsonArray(t, at(t, js, "workflows"))
+	if atString(t, js, "stopIntent") != "stopped" || atInt(t, js, "configured") != 1 || atInt(t, js, "recordsInFlight") != 0 ||
+		len(ws) != 1 || atString(t, ws[0], "workflowId") != id || atString(t, ws[0], "status") != "completed" || atString(t, ws[0], "startedAt") == "" {
+		t.Errorf("pollers status --json: %v", js)
+	}
 
 	stop()
 	h.vars["SYNCBRIDGE_START_POLLERS"] = "true"
@@ -59,4 +65,7 @@ func TestPollersStopSurvivesWorkerRestart(t *testing.T) {
 	h.vars["SYNCBRIDGE_START_POLLERS"] = "false"
 	h.mustStarter("pollers", "start")
 	waitStatus(enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, "after start")
+	if js := h.starterJSON("pollers", "status"); atString(t, js, "stopIntent") != "none" || atString(t, jsonArray(t, at(t, js, "workflows"))[0], "status") != "running" {
+		t.Errorf("pollers status --json after start: %v", js)
+	}
 }

@@ -7,70 +7,84 @@ import (
 	"strings"
 	"time"
 
-	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 )
 
-// publishProgressEvery is how often publish reports progress.
-var publishProgressEvery = 2 * time.Second
-
-func runPublish(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("publish", "publish [--count N] [--dup-rate R] [--bad-rate R] [flags]", `
+func publishCommand() *command {
+	return &command{
+		name:     "publish",
+		summary:  "publish realistic sync events to the broker, as edge devices do",
+		synopsis: "publish [--count N] [--dup-rate R] [--bad-rate R] [flags]",
+		about: `
 Publishes realistic clinic sync events to ROCKETMQ_TOPIC through the
 RocketMQ HTTP API (the emulator or a real endpoint), as edge devices do:
 invented patients and notes, the timestamp styles devices send, republished
 records (duplicates and changed versions) and malformed messages in the
 proportions asked for. For demos, load tests and the benchmark. The same
---seed and --key-prefix publish the same batch again.`)
-	count := fs.Int("count", 100, "messages to publish")
-	dupRate := fs.Float64("dup-rate", 0.1, "share (0..1) of messages re-publishing an earlier key with the same content")
-	changedRate := fs.Float64("changed-rate", 0, "share (0..1) of messages re-publishing an earlier key with changed content (conflicts)")
-	badRate := fs.Float64("bad-rate", 0.05, "share (0..1) of malformed messages (they end in quarantine)")
-	seed := fs.Int64("seed", 0, "generator seed; 0 picks one from the clock (printed)")
-	keyPrefix := fs.String("key-prefix", "", "prefix of every key; empty picks one from the clock, so runs do not collide")
-	rate := fs.Float64("rate", 0, "messages per second; 0 = as fast as the broker takes them")
-	pos, code, done := parse(e, fs, args)
-	if done {
-		return code
+--seed and --key-prefix publish the same batch again.`,
+		needs: needBroker,
+		setup: func(fs *flags) runFunc {
+			var f publishFlags
+			fs.IntVar(&f.count, "count", 100, "messages to publish")
+			fs.Float64Var(&f.dupRate, "dup-rate", 0.1, "share (0..1) of messages re-publishing an earlier key with the same content")
+			fs.Float64Var(&f.changedRate, "changed-rate", 0, "share (0..1) of messages re-publishing an earlier key with changed content (conflicts)")
+			fs.Float64Var(&f.badRate, "bad-rate", 0.05, "share (0..1) of malformed messages (they end in quarantine)")
+			fs.Int64Var(&f.seed, "seed", 0, "generator seed; 0 picks one from the clock (printed)")
+			fs.StringVar(&f.keyPrefix, "key-prefix", "", "prefix of every key; empty picks one from the clock, so runs do not collide")
+			fs.Float64Var(&f.rate, "rate", 0, "messages per second; 0 = as fast as the broker takes them")
+			fs.check(f.check)
+			return func(ctx context.Context, e *env, _ []string) error { return publish(ctx, e, f) }
+		},
 	}
-	if len(pos) > 0 {
-		return usageError(e, fs, "unexpected argument %q", pos[0])
-	}
-	for name, v := range map[string]float64{"dup-rate": *dupRate, "changed-rate": *changedRate, "bad-rate": *badRate} {
-		if v < 0 || v > 1 || math.IsNaN(v) {
-			return usageError(e, fs, "--%s must be between 0 and 1", name)
+}
+
+type publishFlags struct {
+	count                         int
+	dupRate, changedRate, badRate float64 // shares of count
+	seed                          int64
+	keyPrefix                     string
+	rate                          float64 // messages per second; 0 = unpaced
+}
+
+func (f *publishFlags) check([]string) error {
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"dup-rate", f.dupRate}, {"changed-rate", f.changedRate}, {"bad-rate", f.badRate}} {
+		if r.v < 0 || r.v > 1 || math.IsNaN(r.v) {
+			return usagef("--%s must be between 0 and 1", r.name)
 		}
 	}
-	if *dupRate+*changedRate+*badRate > 1 {
-		return usageError(e, fs, "--dup-rate, --changed-rate and --bad-rate add up to more than 1")
+	if f.dupRate+f.changedRate+f.badRate > 1 {
+		return usagef("--dup-rate, --changed-rate and --bad-rate add up to more than 1")
 	}
-	if *count <= 0 || *rate < 0 {
-		return usageError(e, fs, "--count must be positive and --rate not negative")
+	if f.count <= 0 || f.rate < 0 {
+		return usagef("--count must be positive and --rate not negative")
 	}
-	cfg, err := e.config()
-	if err != nil {
-		return e.fail("%v", err)
-	}
+	return nil
+}
+
+// publishProgressEvery is how often publish reports progress.
+var publishProgressEvery = 2 * time.Second
+
+func publish(ctx context.Context, e *env, f publishFlags) error {
 	now := time.Now()
-	if *seed == 0 {
-		*seed = now.UnixNano()
+	if f.seed == 0 {
+		f.seed = now.UnixNano()
 	}
-	if *keyPrefix == "" {
-		*keyPrefix = fmt.Sprintf("pub%d-", now.Unix())
+	if f.keyPrefix == "" {
+		f.keyPrefix = fmt.Sprintf("pub%d-", now.Unix())
 	}
 
-	opts := genOptions(*count, *dupRate, *changedRate, *badRate, *seed, *keyPrefix)
+	opts := genOptions(f.count, f.dupRate, f.changedRate, f.badRate, f.seed, f.keyPrefix)
 	msgs := syncevent.Generate(opts)
 	newN, dupN, changedN, badN := syncevent.GenCounts(opts)
-	prod := mqclient.NewProducer(mqclient.Endpoint{
-		URL: cfg.MQ.Endpoint, AccessKey: cfg.MQ.AccessKey, SecretKey: cfg.MQ.SecretKey, InstanceID: cfg.MQ.InstanceID,
-	}, cfg.MQ.Topic)
 	e.progress("publishing %d messages to %s (new %d, duplicate %d, changed %d, malformed %d; seed %d, key prefix %q)",
-		len(msgs), cfg.MQ.Topic, newN, dupN, changedN, badN, *seed, *keyPrefix)
+		len(msgs), e.cfg.MQ.Topic, newN, dupN, changedN, badN, f.seed, f.keyPrefix)
 
 	var interval time.Duration
-	if *rate > 0 {
-		interval = time.Duration(float64(time.Second) / *rate)
+	if f.rate > 0 {
+		interval = time.Duration(float64(time.Second) / f.rate)
 	}
 	start := time.Now()
 	lastReport := start
@@ -94,7 +108,7 @@ proportions asked for. For demos, load tests and the benchmark. The same
 				}
 			}
 		}
-		if _, err := prod.Publish(ctx, m.Key, m.Tag, m.Body); err != nil {
+		if _, err := e.mq.Publish(ctx, m.Key, m.Tag, m.Body); err != nil {
 			failed++
 			if firstErr == nil {
 				firstErr = err
@@ -110,14 +124,14 @@ proportions asked for. For demos, load tests and the benchmark. The same
 	took := time.Since(start)
 	e.printf("published %d messages in %s (%.0f/s); %d failed; %d skipped (invalid UTF-8 cannot cross the HTTP API)\n",
 		published, took.Round(time.Millisecond), float64(published)/math.Max(took.Seconds(), 1e-9), failed, skipped)
-	e.printf("seed %d, key prefix %s\n", *seed, *keyPrefix)
+	e.printf("seed %d, key prefix %s\n", f.seed, f.keyPrefix)
 	if ctx.Err() != nil {
-		return e.fail("interrupted after %d messages", published)
+		return fmt.Errorf("interrupted after %d messages", published)
 	}
 	if failed > 0 {
-		return e.fail("%d publishes failed; first: %s", failed, strings.TrimSpace(firstErr.Error()))
+		return fmt.Errorf("%d publishes failed; first: %s", failed, strings.TrimSpace(firstErr.Error()))
 	}
-	return exitOK
+	return nil
 }
 
 // genOptions turns the operator's shares of the whole batch into the

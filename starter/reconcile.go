@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -15,9 +14,15 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
 
-const reconcileAbout = `
+func reconcileCommand() *command {
+	return &command{
+		name:     "reconcile",
+		summary:  "re-drive records an incident left uncommitted; replay quarantine rows marked for replay",
+		synopsis: "reconcile [--since DURATION] [--dry-run] [--rate N/s] [--json] [flags]",
+		about: `
 Starts the reconciliation workflow (ID syncbridge-reconcile; one at a time
 per namespace: a second start reports the running one and fails). It lists
 record workflows that failed, were terminated, timed out or were canceled,
@@ -26,94 +31,160 @@ new run from the workflow's own recorded input); committed ones are left
 alone. Running records older than --stuck-after are reported with what they
 wait on, not touched. Quarantine rows marked for replay are replayed. Starts
 are paced by --rate. Waits for the report and prints it (progress on
-stderr); the Web UI shows the same report as the workflow's result.`
+stderr); the Web UI shows the same report as the workflow's result. Exits 1
+when the report counts errors. --detach prints the workflow and run IDs
+(with --json, as {"workflowId", "runId"}).`,
+		needs:   needTemporal,
+		listing: true,
+		setup: func(fs *flags) runFunc {
+			var in contract.ReconcileInput
+			since := fs.Duration("since", 0, "only records closed (stuck: started) within this `DURATION` before now; 0 = all history Temporal retains")
+			fs.BoolVar(&in.DryRun, "dry-run", false, "check and report only; start nothing, change nothing")
+			rate := fs.String("rate", "10/s", "maximum re-drives and replays started, as `N/s` or N/m")
+			fs.DurationVar(&in.StuckAfter, "stuck-after", workerapp.DefaultStuckAfter, "a running record older than this `DURATION` is reported as stuck")
+			fs.IntVar(&in.PageSize, "page-size", 100, "executions checked per listing activity")
+			fs.IntVar(&in.ItemsBeforeContinue, "items-per-run", 1000, "items per workflow run before it continues as new (bounds history)")
+			detach := fs.Bool("detach", false, "start and return without waiting for the report")
+			fs.check(func([]string) error {
+				var err error
+				if in.RatePerSecond, err = parseRate(*rate); err != nil {
+					return usagef("--rate: %v", err)
+				}
+				if *since < 0 || in.StuckAfter <= 0 || in.PageSize <= 0 || in.ItemsBeforeContinue <= 0 {
+					return usagef("--since must be >= 0; --stuck-after, --page-size and --items-per-run > 0")
+				}
+				return nil
+			})
+			return func(ctx context.Context, e *env, _ []string) error {
+				if *since > 0 {
+					in.Since = time.Now().Add(-*since).UTC()
+				}
+				return reconcile(ctx, e, in, *detach)
+			}
+		},
+	}
+}
 
-// reconcilePollEvery is how often progress is queried while waiting.
-var reconcilePollEvery = 2 * time.Second
+func reconcile(ctx context.Context, e *env, in contract.ReconcileInput, detach bool) error {
+	wr, err := startReconcile(ctx, e, in)
+	if err != nil {
+		return err
+	}
+	if detach {
+		started := struct {
+			WorkflowID string `json:"workflowId"`
+			RunID      string `json:"runId"`
+		}{wr.GetID(), wr.GetRunID()}
+		return e.output(started, func() { e.printf("%s %s\n", wr.GetID(), wr.GetRunID()) })
+	}
+	rep, err := waitReconcile(ctx, e, e.tc, wr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped waiting; the reconciliation goes on: workflow %s run %s", wr.GetID(), wr.GetRunID())
+		}
+		return fmt.Errorf("reconciliation %s failed: %w", wr.GetID(), err)
+	}
+	if err := e.output(newReconcileView(wr, rep), func() { printReport(e, wr, rep) }); err != nil {
+		return err
+	}
+	if rep.Errors > 0 {
+		return fmt.Errorf("reconciliation %s counted %d errors", wr.GetID(), rep.Errors)
+	}
+	return nil
+}
 
-func runReconcile(ctx context.Context, e *env, args []string) int {
-	fs := newFlags("reconcile", "reconcile [--since DURATION] [--dry-run] [--rate N/s] [flags]", reconcileAbout)
-	since := fs.Duration("since", 0, "only records closed (stuck: started) within this `DURATION` before now; 0 = all history Temporal retains")
-	dryRun := fs.Bool("dry-run", false, "check and report only; start nothing, change nothing")
-	rate := fs.String("rate", "10/s", "maximum re-drives and replays started, as `N/s` or N/m")
-	stuckAfter := fs.Duration("stuck-after", 15*time.Minute, "a running record older than this `DURATION` is reported as stuck")
-	pageSize := fs.Int("page-size", 100, "executions checked per listing activity")
-	perRun := fs.Int("items-per-run", 1000, "items per workflow run before it continues as new (bounds history)")
-	detach := fs.Bool("detach", false, "start and return without waiting for the report")
-	asJSON := fs.Bool("json", false, "print the report as JSON")
-	pos, code, done := parse(e, fs, args)
-	if done {
-		return code
-	}
-	if len(pos) > 0 {
-		return usageError(e, fs, "unexpected argument %q", pos[0])
-	}
-	perSecond, err := parseRate(*rate)
-	if err != nil {
-		return usageError(e, fs, "--rate: %v", err)
-	}
-	if *since < 0 || *stuckAfter <= 0 || *pageSize <= 0 || *perRun <= 0 {
-		return usageError(e, fs, "--since must be >= 0; --stuck-after, --page-size and --items-per-run > 0")
-	}
-
-	cfg, err := e.config()
-	if err != nil {
-		return e.fail("%v", err)
-	}
-	tc, err := e.temporal(ctx)
-	if err != nil {
-		return e.fail("%v", err)
-	}
-	in := contract.ReconcileInput{
-		DryRun: *dryRun, RatePerSecond: perSecond, StuckAfter: *stuckAfter,
-		PageSize: *pageSize, ItemsBeforeContinue: *perRun,
-	}
-	if *since > 0 {
-		in.Since = time.Now().Add(-*since).UTC()
-	}
-	wr, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+func startReconcile(ctx context.Context, e *env, in contract.ReconcileInput) (client.WorkflowRun, error) {
+	wr, err := e.tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       contract.ReconcileWorkflowID,
-		TaskQueue:                                cfg.Temporal.TaskQueue,
+		TaskQueue:                                e.cfg.Temporal.TaskQueue,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 	}, contract.ReconcileWorkflowName, in)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
-		return e.fail("a reconciliation is already running: workflow %s run %s (wait for it, or terminate it in the Web UI)",
+		return nil, fmt.Errorf("a reconciliation is already running: workflow %s run %s (wait for it, or terminate it in the Web UI)",
 			contract.ReconcileWorkflowID, already.RunId)
 	}
 	if err != nil {
-		return e.fail("start reconciliation: %v", err)
+		return nil, fmt.Errorf("start reconciliation: %w", err)
 	}
 	mode := ""
-	if *dryRun {
+	if in.DryRun {
 		mode = " (dry run)"
 	}
-	e.progress("reconciliation started%s: workflow %s run %s on task queue %s", mode, wr.GetID(), wr.GetRunID(), cfg.Temporal.TaskQueue)
-	if *detach {
-		e.printf("%s %s\n", wr.GetID(), wr.GetRunID())
-		return exitOK
-	}
-
-	rep, err := waitReconcile(ctx, e, tc, wr)
-	if err != nil {
-		if ctx.Err() != nil {
-			return e.fail("stopped waiting; the reconciliation goes on: workflow %s run %s", wr.GetID(), wr.GetRunID())
-		}
-		return e.fail("reconciliation %s failed: %v", wr.GetID(), err)
-	}
-	if *asJSON {
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		e.printf("%s\n", b)
-	} else {
-		printReport(e, wr, rep)
-	}
-	if rep.Errors > 0 {
-		return exitFailure
-	}
-	return exitOK
+	e.progress("reconciliation started%s: workflow %s run %s on task queue %s", mode, wr.GetID(), wr.GetRunID(), e.cfg.Temporal.TaskQueue)
+	return wr, nil
 }
+
+// reconcileView is the report as --json prints it: its own field names,
+// so the workflow's result type can change without breaking scripts.
+type reconcileView struct {
+	WorkflowID string    `json:"workflowId"`
+	RunID      string    `json:"runId"` // the first run's
+	DryRun     bool      `json:"dryRun"`
+	Since      time.Time `json:"since,omitzero"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	Runs       int       `json:"runs"`
+	// Listed record executions, by how they closed (stuck: running).
+	Failed     int `json:"failed"`
+	Terminated int `json:"terminated"`
+	TimedOut   int `json:"timedOut"`
+	Canceled   int `json:"canceled"`
+	Stuck      int `json:"stuck"`
+	// What happened to the closed ones.
+	Committed    int `json:"committed"`
+	Quarantined  int `json:"quarantined"`
+	Superseded   int `json:"superseded"`
+	Skipped      int `json:"skipped"`
+	NoInput      int `json:"noInput"`
+	Redriven     int `json:"redriven"`
+	WouldRedrive int `json:"wouldRedrive"`
+	Errors       int `json:"errors"`
+
+	RedrivenKeys     []string         `json:"redrivenKeys"`
+	KeysOmitted      int              `json:"keysOmitted"`
+	StuckRecords     []reconcileStuck `json:"stuckRecords"`
+	StuckOmitted     int              `json:"stuckOmitted"`
+	ReplaysRequested int              `json:"replaysRequested"`
+	ReplaysStarted   int              `json:"replaysStarted"`
+	ReplayIDs        []int64          `json:"replayIds"`
+	ErrorSamples     []string         `json:"errorSamples"`
+}
+
+type reconcileStuck struct {
+	Key             string    `json:"key"`
+	WorkflowID      string    `json:"workflowId"`
+	RunID           string    `json:"runId"`
+	StartedAt       time.Time `json:"startedAt"`
+	PendingActivity string    `json:"pendingActivity"` // empty: waiting for a workflow task
+	Attempt         int32     `json:"attempt"`
+	LastFailure     string    `json:"lastFailure,omitempty"`
+}
+
+func newReconcileView(wr client.WorkflowRun, r contract.ReconcileReport) reconcileView {
+	v := reconcileView{
+		WorkflowID: wr.GetID(), RunID: wr.GetRunID(), DryRun: r.DryRun, Since: r.Since, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, Runs: r.Runs,
+		Failed: r.Failed, Terminated: r.Terminated, TimedOut: r.TimedOut, Canceled: r.Canceled, Stuck: r.Stuck,
+		Committed: r.Committed, Quarantined: r.Quarantined, Superseded: r.Superseded, Skipped: r.Skipped, NoInput: r.NoInput,
+		Redriven: r.Redriven, WouldRedrive: r.WouldRedrive, Errors: r.Errors,
+		RedrivenKeys: append([]string{}, r.RedrivenKeys...), KeysOmitted: r.KeysOmitted,
+		StuckRecords: make([]reconcileStuck, 0, len(r.StuckRecords)), StuckOmitted: r.StuckOmitted,
+		ReplaysRequested: r.ReplaysRequested, ReplaysStarted: r.ReplaysStarted,
+		ReplayIDs: append([]int64{}, r.ReplayIDs...), ErrorSamples: append([]string{}, r.ErrorSamples...),
+	}
+	for _, s := range r.StuckRecords {
+		v.StuckRecords = append(v.StuckRecords, reconcileStuck{
+			Key: s.Key, WorkflowID: s.WorkflowID, RunID: s.RunID, StartedAt: s.StartTime,
+			PendingActivity: s.PendingActivity, Attempt: s.Attempt, LastFailure: s.LastFailure,
+		})
+	}
+	return v
+}
+
+// reconcilePollEvery is how often progress is queried while waiting.
+var reconcilePollEvery = 2 * time.Second
 
 // waitReconcile waits for the result (following continue-as-new) and
 // prints progress from the workflow's progress query meanwhile.
@@ -185,12 +256,12 @@ func printReport(e *env, wr client.WorkflowRun, r contract.ReconcileReport) {
 	}
 	if len(r.StuckRecords) > 0 {
 		e.printf("stuck records (running longer than the threshold; not touched):\n")
-		tw := tabwriter.NewWriter(e.stdout, 2, 8, 2, ' ', 0)
-		fmt.Fprintf(tw, "  KEY\tSTARTED\tWAITING ON\tATTEMPT\tLAST FAILURE\n")
-		for _, s := range r.StuckRecords {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Key, fmtTime(s.StartTime), orDash(s.PendingActivity), s.Attempt, orDash(oneLine(s.LastFailure)))
-		}
-		tw.Flush()
+		e.table(func(tw io.Writer) {
+			fmt.Fprintf(tw, "  KEY\tSTARTED\tWAITING ON\tATTEMPT\tLAST FAILURE\n")
+			for _, s := range r.StuckRecords {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\n", s.Key, fmtTime(s.StartTime), orDash(s.PendingActivity), s.Attempt, orDash(oneLine(s.LastFailure)))
+			}
+		})
 		if r.StuckOmitted > 0 {
 			e.printf("  ... and %d more\n", r.StuckOmitted)
 		}

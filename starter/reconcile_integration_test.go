@@ -18,12 +18,31 @@ import (
 	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
 
-func reconcileJSON(t *testing.T, h *harness, args ...string) contract.ReconcileReport {
+// reconcileFields are the report's --json field names, a contract with
+// scripts: renaming one breaks them.
+var reconcileFields = []string{
+	"canceled", "committed", "dryRun", "errorSamples", "errors", "failed", "keysOmitted", "noInput", "quarantined",
+	"redriven", "redrivenKeys", "replayIds", "replaysRequested", "replaysStarted", "runId", "runs", "skipped", "startedAt",
+	"stuck", "stuckOmitted", "stuckRecords", "superseded", "terminated", "timedOut", "workflowId", "wouldRedrive",
+}
+
+func reconcileJSON(t *testing.T, h *harness, args ...string) reconcileView {
 	t.Helper()
 	out := h.mustStarter(append([]string{"reconcile", "--json", "--rate", "50/s"}, args...)...)
-	var rep contract.ReconcileReport
+	m := jsonObject(t, decodeJSON(t, out))
+	for _, f := range reconcileFields {
+		if _, ok := m[f]; !ok {
+			t.Errorf("report lacks %q:\n%s", f, out)
+		}
+	}
+	for _, s := range jsonArray(t, m["stuckRecords"]) {
+		for _, f := range []string{"key", "workflowId", "runId", "startedAt", "pendingActivity", "attempt"} {
+			at(t, s, f)
+		}
+	}
+	var rep reconcileView
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("report is not JSON: %v\n%s", err, out)
+		t.Fatalf("report: %v\n%s", err, out)
 	}
 	return rep
 }
@@ -121,10 +140,10 @@ func TestReconcileRedrivesOnlyUncommittedRecords(t *testing.T) {
 func TestSecondReconcileIsRefused(t *testing.T) {
 	h := newHarness(t, mqemu.Config{}, nil)
 	// No worker: the first reconciliation stays running.
-	out := h.mustStarter("reconcile", "--detach")
-	fields := strings.Fields(out)
-	if len(fields) != 2 || fields[0] != contract.ReconcileWorkflowID {
-		t.Fatalf("--detach printed %q", out)
+	js := h.starterJSON("reconcile", "--detach")
+	fields := []string{atString(t, js, "workflowId"), atString(t, js, "runId")}
+	if fields[0] != contract.ReconcileWorkflowID || fields[1] == "" {
+		t.Fatalf("--detach --json printed %v", js)
 	}
 	code, _, errOut := h.starter("reconcile", "--dry-run")
 	if code != exitFailure || !strings.Contains(errOut, "already running") || !strings.Contains(errOut, fields[1]) {

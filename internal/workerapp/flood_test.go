@@ -2,15 +2,20 @@ package workerapp
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/searchattr"
 	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/testenv"
@@ -155,6 +160,36 @@ func TestFloodNoticesSurviveACrashAfterCommit(t *testing.T) {
 	p.verify(expect(t, msgs, ids))
 	if st := p.env.MQ.Stats(p.env.Topic, p.env.Group); st.DeadLettered != 0 || st.Delivered < st.Published {
 		t.Fatalf("broker: %+v", st)
+	}
+}
+
+// Notice runs are filled up to Temporal's per-value limit on SyncKeys: with
+// keys of 100 bytes, runs hold about 20 records, the server accepts every
+// start (a value over the limit is refused, and its records would stay
+// hidden), and some runs come within a key of the limit.
+func TestFloodNoticeRunsFillSyncKeys(t *testing.T) {
+	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, floodMode.with(nil))
+	prefix := strings.Repeat("x", 100-len("clinic00-dev0-000000")) + "-"
+	msgs := generate(syncevent.GenOptions{Count: 1000, DistinctKeys: 650, ChangedRate: 0.8, BadRate: 0.05, Seed: 5, KeyPrefix: prefix})
+	ids := p.publish(msgs)
+	p.worker(Options{})
+	p.waitDrained(len(msgs), 2*time.Minute)
+	p.waitFindable(time.Minute)
+	p.verify(expect(t, msgs, ids))
+
+	q := fmt.Sprintf("WorkflowType = '%s' AND TaskQueue = '%s'", contract.FloodNoticeWorkflowName, p.env.TaskQueue)
+	resp, err := p.env.Client.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	largest := 0
+	for _, e := range resp.GetExecutions() {
+		size := len(e.GetSearchAttributes().GetIndexedFields()[searchattr.Keys.GetName()].GetData())
+		largest = max(largest, size)
+	}
+	t.Logf("%d notice runs, the largest SyncKeys value %d bytes", len(resp.GetExecutions()), largest)
+	if largest > 2048 || largest < 2048-110 {
+		t.Errorf("largest SyncKeys value %d bytes: want runs filled to within a key of the 2048-byte limit", largest)
 	}
 }
 

@@ -1,0 +1,144 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/converter"
+
+	"github.com/syncbridge/syncbridge/internal/store"
+)
+
+// collected runs collect with the given linger and returns its runs
+// channel; collect stops with the test.
+func collected(t *testing.T, linger time.Duration) (*Notices, <-chan []store.Notice) {
+	t.Helper()
+	n := &Notices{Linger: linger}
+	n.init()
+	ctx, cancel := context.WithCancel(context.Background())
+	runs := make(chan []store.Notice)
+	done := make(chan struct{})
+	go func() { defer close(done); n.collect(ctx, runs) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return n, runs
+}
+
+func nextRun(t *testing.T, runs <-chan []store.Notice, within time.Duration) []store.Notice {
+	t.Helper()
+	select {
+	case r := <-runs:
+		return r
+	case <-time.After(within):
+		t.Fatalf("no run handed over within %s", within)
+		return nil
+	}
+}
+
+// Exceptions of flood groups that arrive within the linger share a run,
+// instead of each group's few making runs of their own.
+func TestNoticesRunsSpanFloodGroups(t *testing.T) {
+	n, runs := collected(t, time.Second)
+	start := time.Now()
+	for i := range 5 { // five groups 100 ms apart, 3 conflicts and 1 quarantine each
+		for j := range 3 {
+			n.queue <- store.Notice{Key: fmt.Sprintf("c%d-%d", i, j), Outcome: "conflict"}
+		}
+		n.queue <- store.Notice{Key: fmt.Sprintf("q%d", i), Outcome: "quarantined"}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got := map[string]int{}
+	for range 2 {
+		r := nextRun(t, runs, 5*time.Second)
+		for _, x := range r {
+			if x.Outcome != r[0].Outcome {
+				t.Fatalf("a run mixes outcomes %q and %q", r[0].Outcome, x.Outcome)
+			}
+		}
+		got[r[0].Outcome] = len(r)
+	}
+	if got["conflict"] != 15 || got["quarantined"] != 5 {
+		t.Errorf("runs %v, want one of 15 conflicts and one of 5 quarantines", got)
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Errorf("runs handed over after %s, before the 1s linger", took)
+	}
+	select {
+	case r := <-runs:
+		t.Errorf("an extra run of %d notices", len(r))
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// A full run goes at once; the linger only waits for notices that could
+// still share one.
+func TestNoticesFullRunGoesAtOnce(t *testing.T) {
+	n, runs := collected(t, time.Minute)
+	for i := range maxNoticeRecords + 3 {
+		n.queue <- store.Notice{Key: fmt.Sprintf("k%d", i), Outcome: "conflict"}
+	}
+	if r := nextRun(t, runs, 5*time.Second); len(r) != maxNoticeRecords {
+		t.Errorf("first run lists %d records, want %d", len(r), maxNoticeRecords)
+	}
+	select {
+	case r := <-runs:
+		t.Errorf("the 3 left over were handed over at once (%d), want them held for the linger", len(r))
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+// SyncKeys is one search attribute value: a run's keys, encoded as the SDK
+// encodes them, stay within Temporal's per-value limit, with long keys and
+// keys JSON escapes.
+func TestNoticesRunKeysFitOneValue(t *testing.T) {
+	n, runs := collected(t, 300*time.Millisecond)
+	var keys []string
+	for i := range 40 {
+		keys = append(keys, fmt.Sprintf("%s%02d", strings.Repeat("k", 60), i)) // 62 bytes
+		keys = append(keys, fmt.Sprintf("<clinic&%02d>/\"ü\"", i))             // escaped by encoding/json
+	}
+	for _, k := range keys {
+		n.queue <- store.Notice{Key: k, Outcome: "quarantined"}
+	}
+	total, full := 0, 0
+	for total < len(keys) {
+		r := nextRun(t, runs, 5*time.Second)
+		var ks []string
+		for _, x := range r {
+			ks = append(ks, x.Key)
+		}
+		p, err := converter.GetDefaultDataConverter().ToPayload(ks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.GetData()) > maxNoticeValueSize {
+			t.Errorf("a run's SyncKeys value takes %d bytes, over the %d limit", len(p.GetData()), maxNoticeValueSize)
+		}
+		if len(p.GetData()) > maxNoticeValueSize-80 {
+			full++
+		}
+		total += len(r)
+	}
+	if total != len(keys) {
+		t.Errorf("%d notices handed over, want %d", total, len(keys))
+	}
+	if full == 0 {
+		t.Error("no run came within a key of the limit: the runs are smaller than the limit allows")
+	}
+}
+
+// A lone notice is started once the linger passes, not held for company.
+func TestNoticesLoneNoticeWaitsOnlyTheLinger(t *testing.T) {
+	n, runs := collected(t, 150*time.Millisecond)
+	start := time.Now()
+	n.queue <- store.Notice{Key: "k", Outcome: "conflict"}
+	r := nextRun(t, runs, 5*time.Second)
+	if took := time.Since(start); took < 150*time.Millisecond {
+		t.Errorf("handed over after %s, before the linger", took)
+	}
+	if len(r) != 1 {
+		t.Errorf("run of %d, want 1", len(r))
+	}
+}
