@@ -20,7 +20,7 @@ import (
 // The standard flag package is enough for a two-level tree of twenty-odd
 // commands; a CLI library would bring completion, which operators (often
 // in `docker compose run`) would rarely get to use, and its own help and
-// flag syntax to keep the tests and the README in step with.
+// flag syntax to keep the tests and docs/operations.md in step with.
 
 // Exit statuses.
 const (
@@ -131,7 +131,7 @@ func (x cli) leaf(ctx context.Context, c *command, args []string) int {
 	}
 	var asJSON, showPayload bool
 	if c.listing {
-		fs.BoolVar(&asJSON, "json", false, "print one JSON document instead of the text (camelCase fields; README, Starter)")
+		fs.BoolVar(&asJSON, "json", false, "print one JSON document instead of the text (camelCase fields; docs/operations.md, Starter)")
 	}
 	if c.patientData {
 		fs.BoolVar(&showPayload, "show-payload", false, "show payloads and patient fields (patient data; masked otherwise)")

@@ -34,7 +34,7 @@ New record workflows start on the current version (or, for a ramp's share,
 on the ramping one) and every task of a record runs on the build that
 started it; pollers and reconciliation move to the current version at
 their next task. A build whose records have all closed is drained: its
-workers can stop. See README, "Deploying a new build".`,
+workers can stop. See docs/deploying.md.`,
 		actions: []*command{
 			{
 				name: "list", summary: "the deployment's versions: routing, drainage, pollers, running records",
@@ -77,8 +77,8 @@ first) unless --allow-no-pollers.`,
 Sends PERCENT (0-100, fractions allowed) of new record workflows, and of the
 pollers' and reconciliation's tasks, to BUILD; the rest go to the current
 version. Each record stays on the build it started on. Raise the
-percentage step by step while watching the build (README, "Deploying a new
-build"), then make it current. --stop ends the ramp: everything new goes to
+percentage step by step while watching the build (docs/deploying.md,
+"Every deploy after that"), then make it current. --stop ends the ramp: everything new goes to
 the current version again.`,
 				needs: needTemporal, args: atMost(2, "BUILD and PERCENT"),
 				setup: func(fs *flags) runFunc {
