@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/syncbridge/syncbridge/internal/config"
+	"github.com/syncbridge/syncbridge/internal/logging"
 	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
@@ -120,7 +121,7 @@ func (e *env) logger(cfg config.Config) *slog.Logger {
 	if cfg.LogLevel < slog.LevelInfo {
 		level = cfg.LogLevel
 	}
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	return logging.New(e.stderr, cfg.LogFormat, level)
 }
 
 // temporal connects with the pipeline's converter, so encrypted payloads
