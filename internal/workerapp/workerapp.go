@@ -220,6 +220,7 @@ func (p *process) openDatabase(ctx context.Context) error {
 	p.onClose(func() { _ = db.Close() })
 	p.st = store.New(db)
 	p.st.SingleStatementInserts = true
+	p.st.Log = p.log
 	if err := p.st.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate database: %w", err)
 	}
