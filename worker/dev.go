@@ -163,19 +163,7 @@ func closeStack(stack *devstack.Stack, log *slog.Logger) {
 // payloadInfo is what the banner says about payload encryption, and the
 // variables it exports for a second terminal.
 func payloadInfo(d devFlags, secrets devSecrets) devstack.PayloadInfo {
-	if secrets.keyFile != "" {
-		return devstack.PayloadInfo{
-			KeyNote:   "the dev key in " + secrets.keyFile,
-			CodecURL:  codecURL(d),
-			UIDecodes: d.uiCodec,
-			Env: [][2]string{
-				{"SYNCBRIDGE_PAYLOAD_KEY_FILE", secrets.keyFile},
-				{"SYNCBRIDGE_PAYLOAD_KEY_ID", "dev"},
-				{"SYNCBRIDGE_CODEC_TOKEN_FILE", secrets.tokenFile},
-			},
-		}
-	}
-	return devstack.PayloadInfo{
+	info := devstack.PayloadInfo{
 		KeyNote:   "a generated dev key (in memory: lost on exit)",
 		CodecURL:  codecURL(d),
 		UIDecodes: d.uiCodec,
@@ -185,6 +173,15 @@ func payloadInfo(d devFlags, secrets devSecrets) devstack.PayloadInfo {
 			{"SYNCBRIDGE_CODEC_TOKEN", secrets.token},
 		},
 	}
+	if secrets.keyFile != "" {
+		info.KeyNote = "the dev key in " + secrets.keyFile
+		info.Env = [][2]string{
+			{"SYNCBRIDGE_PAYLOAD_KEY_FILE", secrets.keyFile},
+			{"SYNCBRIDGE_PAYLOAD_KEY_ID", "dev"},
+			{"SYNCBRIDGE_CODEC_TOKEN_FILE", secrets.tokenFile},
+		}
+	}
+	return info
 }
 
 // devConfig is the worker's configuration against the stack: its
