@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/syncbridge/syncbridge/internal/config"
+	"github.com/syncbridge/syncbridge/internal/logging"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/workerapp"
@@ -100,7 +101,7 @@ func newLogger(cfg config.Config, stderr io.Writer) *slog.Logger {
 	if cfg.LogLevel < slog.LevelInfo {
 		level = cfg.LogLevel
 	}
-	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return logging.New(stderr, cfg.LogFormat, level)
 }
 
 func (e *env) printf(format string, args ...any) { fmt.Fprintf(e.stdout, format, args...) }

@@ -53,50 +53,55 @@ func (d *devFlags) register(fs *flag.FlagSet) {
 // runDev starts the local stack and runs the normal worker against it:
 // only the endpoints differ from production.
 func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.LevelVar) error {
-	faults, err := mqemu.ParseFaults(d.faults)
+	opts, err := stackOptions(d, log)
 	if err != nil {
-		return fmt.Errorf("-mq-faults: %w", err)
+		return err
 	}
-	mqState := ""
-	if d.db != "" {
-		mqState = d.db + ".mq.json"
-	}
-	// A database given in the environment wins over the embedded one.
-	externalDSN := ""
-	if os.Getenv("POLARDB_DSN") != "" || os.Getenv("POLARDB_DSN_FILE") != "" || os.Getenv("POLARDB_ENDPOINT") != "" {
-		dbOnly, err := config.Load(func(k string) string {
-			switch k {
-			case "ROCKETMQ_ENDPOINT":
-				return "http://127.0.0.1"
-			case "ALIBABA_ACCESS_KEY", "ALIBABA_SECRET_KEY", "ROCKETMQ_TOPIC", "ROCKETMQ_GROUP_ID":
-				return "placeholder"
-			case "SYNCBRIDGE_PAYLOAD_PLAINTEXT":
-				return "true"
-			case "SYNCBRIDGE_PAYLOAD_KEY", "SYNCBRIDGE_PAYLOAD_KEY_FILE", "SYNCBRIDGE_PAYLOAD_KEY_ID", "SYNCBRIDGE_PAYLOAD_OLD_KEYS", "SYNCBRIDGE_PAYLOAD_OLD_KEYS_FILE",
-				"SYNCBRIDGE_CODEC_ADDR", "SYNCBRIDGE_CODEC_TOKEN", "SYNCBRIDGE_CODEC_TOKEN_FILE", "SYNCBRIDGE_CODEC_AUTH", "SYNCBRIDGE_CODEC_LOOPBACK_PUBLISHED",
-				"SYNCBRIDGE_CODEC_OIDC_ISSUER", "SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "SYNCBRIDGE_CODEC_OIDC_AUDIENCE", "SYNCBRIDGE_CODEC_OIDC_GROUPS":
-				return "" // only the database settings matter here
-			}
-			return os.Getenv(k)
-		})
-		if err != nil {
-			return err
-		}
-		externalDSN = dbOnly.DB.DSN
-	}
-
 	// Encrypted as in production, with a dev key; the codec server lets
 	// the Web UI show the decoded payloads.
 	secrets, err := loadDevSecrets(d.db)
 	if err != nil {
 		return err
 	}
-	codecURL := "http://" + d.codecAddr
+	stack, err := devstack.Start(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("start dev stack: %w", err)
+	}
+	defer closeStack(stack, log)
+	stack.Payloads = payloadInfo(d, secrets)
+
+	cfg, err := devConfig(d, stack, secrets)
+	if err != nil {
+		return err
+	}
+	level.Set(cfg.LogLevel)
+	limitEmbeddedPool(&cfg, stack, log)
+	if err := publishDemoBatch(ctx, d, stack, log); err != nil {
+		return err
+	}
+	return workerapp.Run(ctx, cfg, workerapp.Options{Logger: log, Ready: printBanner(stack)})
+}
+
+// stackOptions are the embedded Temporal server, Web UI, emulator and
+// database the flags ask for, every one logging through log.
+func stackOptions(d devFlags, log *slog.Logger) (devstack.Options, error) {
+	faults, err := mqemu.ParseFaults(d.faults)
+	if err != nil {
+		return devstack.Options{}, fmt.Errorf("-mq-faults: %w", err)
+	}
+	mqState := ""
+	if d.db != "" {
+		mqState = d.db + ".mq.json"
+	}
+	externalDSN, err := externalDatabase()
+	if err != nil {
+		return devstack.Options{}, err
+	}
 	uiCodec := ""
 	if d.uiCodec {
-		uiCodec = codecURL
+		uiCodec = codecURL(d)
 	}
-	stack, err := devstack.Start(ctx, devstack.Options{
+	return devstack.Options{
 		Temporal: devstack.TemporalOptions{
 			FrontendAddr:     d.temporalAddr,
 			UIAddr:           d.uiAddr,
@@ -117,16 +122,72 @@ func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.Level
 		DSN:    externalDSN,
 		DBAddr: d.mysqlAddr,
 		Logger: log,
+	}, nil
+}
+
+func codecURL(d devFlags) string { return "http://" + d.codecAddr }
+
+// externalDatabase is the DSN of a database given in the environment
+// (POLARDB_*), which wins over the embedded one; "" when none is.
+func externalDatabase() (string, error) {
+	if os.Getenv("POLARDB_DSN") == "" && os.Getenv("POLARDB_DSN_FILE") == "" && os.Getenv("POLARDB_ENDPOINT") == "" {
+		return "", nil
+	}
+	dbOnly, err := config.Load(func(k string) string {
+		switch k {
+		case "ROCKETMQ_ENDPOINT":
+			return "http://127.0.0.1"
+		case "ALIBABA_ACCESS_KEY", "ALIBABA_SECRET_KEY", "ROCKETMQ_TOPIC", "ROCKETMQ_GROUP_ID":
+			return "placeholder"
+		case "SYNCBRIDGE_PAYLOAD_PLAINTEXT":
+			return "true"
+		case "SYNCBRIDGE_PAYLOAD_KEY", "SYNCBRIDGE_PAYLOAD_KEY_FILE", "SYNCBRIDGE_PAYLOAD_KEY_ID", "SYNCBRIDGE_PAYLOAD_OLD_KEYS", "SYNCBRIDGE_PAYLOAD_OLD_KEYS_FILE",
+			"SYNCBRIDGE_CODEC_ADDR", "SYNCBRIDGE_CODEC_TOKEN", "SYNCBRIDGE_CODEC_TOKEN_FILE", "SYNCBRIDGE_CODEC_AUTH", "SYNCBRIDGE_CODEC_LOOPBACK_PUBLISHED",
+			"SYNCBRIDGE_CODEC_OIDC_ISSUER", "SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "SYNCBRIDGE_CODEC_OIDC_AUDIENCE", "SYNCBRIDGE_CODEC_OIDC_GROUPS":
+			return "" // only the database settings matter here
+		}
+		return os.Getenv(k)
 	})
 	if err != nil {
-		return fmt.Errorf("start dev stack: %w", err)
+		return "", err
 	}
-	defer func() {
-		if err := stack.Close(); err != nil {
-			log.Warn("dev stack shutdown", "error", err)
-		}
-	}()
+	return dbOnly.DB.DSN, nil
+}
 
+func closeStack(stack *devstack.Stack, log *slog.Logger) {
+	if err := stack.Close(); err != nil {
+		log.Warn("dev stack shutdown", "error", err)
+	}
+}
+
+// payloadInfo is what the banner says about payload encryption, and the
+// variables it exports for a second terminal.
+func payloadInfo(d devFlags, secrets devSecrets) devstack.PayloadInfo {
+	info := devstack.PayloadInfo{
+		KeyNote:   "a generated dev key (in memory: lost on exit)",
+		CodecURL:  codecURL(d),
+		UIDecodes: d.uiCodec,
+		Env: [][2]string{
+			{"SYNCBRIDGE_PAYLOAD_KEY", secrets.key},
+			{"SYNCBRIDGE_PAYLOAD_KEY_ID", "dev"},
+			{"SYNCBRIDGE_CODEC_TOKEN", secrets.token},
+		},
+	}
+	if secrets.keyFile != "" {
+		info.KeyNote = "the dev key in " + secrets.keyFile
+		info.Env = [][2]string{
+			{"SYNCBRIDGE_PAYLOAD_KEY_FILE", secrets.keyFile},
+			{"SYNCBRIDGE_PAYLOAD_KEY_ID", "dev"},
+			{"SYNCBRIDGE_CODEC_TOKEN_FILE", secrets.tokenFile},
+		}
+	}
+	return info
+}
+
+// devConfig is the worker's configuration against the stack: its
+// endpoints, the dev key and codec settings win over the shell's, the rest
+// comes from the environment as in production.
+func devConfig(d devFlags, stack *devstack.Stack, secrets devSecrets) (config.Config, error) {
 	env := map[string]string{}
 	for _, kv := range stack.Env() {
 		env[kv[0]] = kv[1]
@@ -150,25 +211,10 @@ func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.Level
 		"SYNCBRIDGE_CODEC_LOOPBACK_PUBLISHED", "SYNCBRIDGE_CODEC_OIDC_ISSUER", "SYNCBRIDGE_CODEC_OIDC_JWKS_URL", "SYNCBRIDGE_CODEC_OIDC_AUDIENCE", "SYNCBRIDGE_CODEC_OIDC_GROUPS"} {
 		env[k] = "" // the dev key and token win over a production setting in the shell
 	}
-	stack.Payloads = devstack.PayloadInfo{
-		KeyNote:   "a generated dev key (in memory: lost on exit)",
-		CodecURL:  codecURL,
-		UIDecodes: d.uiCodec,
-		Env: [][2]string{
-			{"SYNCBRIDGE_PAYLOAD_KEY", secrets.key},
-			{"SYNCBRIDGE_PAYLOAD_KEY_ID", "dev"},
-			{"SYNCBRIDGE_CODEC_TOKEN", secrets.token},
-		},
+	if os.Getenv("SYNCBRIDGE_LOG_FORMAT") == "" {
+		env["SYNCBRIDGE_LOG_FORMAT"] = string(config.DevLogFormat) // what main's logger writes
 	}
-	if secrets.keyFile != "" {
-		stack.Payloads.KeyNote = "the dev key in " + secrets.keyFile
-		stack.Payloads.Env = [][2]string{
-			{"SYNCBRIDGE_PAYLOAD_KEY_FILE", secrets.keyFile},
-			{"SYNCBRIDGE_PAYLOAD_KEY_ID", "dev"},
-			{"SYNCBRIDGE_CODEC_TOKEN_FILE", secrets.tokenFile},
-		}
-	}
-	cfg, err := config.Load(func(k string) string {
+	return config.Load(func(k string) string {
 		if v := os.Getenv(k); v != "" && k == "SYNCBRIDGE_POLL_WAIT" {
 			return v
 		}
@@ -177,40 +223,46 @@ func runDev(ctx context.Context, d devFlags, log *slog.Logger, level *slog.Level
 		}
 		return os.Getenv(k)
 	})
-	if err != nil {
-		return err
-	}
-	level.Set(cfg.LogLevel)
+}
+
+// limitEmbeddedPool gives the embedded engine one connection: its
+// in-memory tables lose writes made by concurrent transactions (seen here:
+// rows reported inserted and then missing), and one connection serialises
+// them. A real database given by POLARDB_* keeps the configured pool.
+func limitEmbeddedPool(cfg *config.Config, stack *devstack.Stack, log *slog.Logger) {
 	if stack.DB != nil && cfg.DB.MaxOpenConns > 1 {
-		// The embedded engine's in-memory tables lose writes made by
-		// concurrent transactions (seen here: rows reported inserted
-		// and then missing); one connection serialises them. A real
-		// database given by POLARDB_* keeps the configured pool.
 		log.Info("embedded database: pool limited to one connection", "configured", cfg.DB.MaxOpenConns)
 		cfg.DB.MaxOpenConns = 1
 	}
+}
 
-	if d.seed > 0 {
-		rng := d.seedRNG
-		if rng == 0 {
-			rng = time.Now().UnixNano()
-		}
-		if err := publishDemo(ctx, stack, demoBatch(d.seed, rng)); err != nil {
-			return err
-		}
-		log.Info("published demo batch", "messages", d.seed, "seed", rng)
+// publishDemoBatch publishes -dev-seed demo events, reproducibly with
+// -dev-seed-rng.
+func publishDemoBatch(ctx context.Context, d devFlags, stack *devstack.Stack, log *slog.Logger) error {
+	if d.seed <= 0 {
+		return nil
 	}
+	rng := d.seedRNG
+	if rng == 0 {
+		rng = time.Now().UnixNano()
+	}
+	if err := publishDemo(ctx, stack, demoBatch(d.seed, rng)); err != nil {
+		return err
+	}
+	log.Info("published demo batch", "messages", d.seed, "seed", rng)
+	return nil
+}
 
-	return workerapp.Run(ctx, cfg, workerapp.Options{
-		Logger: log,
-		Ready: func(metricsAddr string) {
-			metricsURL := ""
-			if metricsAddr != "" {
-				metricsURL = "http://" + metricsAddr + "/metrics"
-			}
-			fmt.Fprintln(os.Stdout, stack.Banner(metricsURL))
-		},
-	})
+// printBanner prints the stack's addresses and exports on stdout once the
+// worker polls; the log stays on stderr.
+func printBanner(stack *devstack.Stack) func(metricsAddr string) {
+	return func(metricsAddr string) {
+		metricsURL := ""
+		if metricsAddr != "" {
+			metricsURL = "http://" + metricsAddr + "/metrics"
+		}
+		fmt.Fprintln(os.Stdout, stack.Banner(metricsURL))
+	}
 }
 
 // demoBatch is n realistic sync events: a quarter republished (some with

@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/syncbridge/syncbridge/internal/config"
+	"github.com/syncbridge/syncbridge/internal/logging"
 	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
 
@@ -31,23 +32,47 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	level := new(slog.LevelVar)
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(log)
-
+	log, level, err := newLogger(dev.enabled)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err) // no logger to say it in
+		os.Exit(1)
+	}
 	if dev.enabled {
 		err = runDev(ctx, dev, log, level)
 	} else {
-		var cfg config.Config
-		if cfg, err = config.FromEnv(); err == nil {
-			level.Set(cfg.LogLevel)
-			err = workerapp.Run(ctx, cfg, workerapp.Options{Logger: log})
-		}
+		err = run(ctx, log, level)
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
+		// Through the logger, so a collector reading JSON gets the reason
+		// the process stopped as a line it can parse and alert on.
+		log.Error("worker failed", "error", err)
 		os.Exit(1)
 	}
+}
+
+// newLogger builds the process logger before anything else logs: its format
+// is read on its own (the dev stack logs before the configuration loads),
+// its level is set once the configuration is loaded. It becomes slog's
+// default, which the standard log package then writes through too.
+func newLogger(dev bool) (*slog.Logger, *slog.LevelVar, error) {
+	format, err := config.LogFormat(os.Getenv, dev)
+	if err != nil {
+		return nil, nil, err
+	}
+	level := new(slog.LevelVar)
+	log := logging.New(os.Stderr, format, level)
+	slog.SetDefault(log)
+	return log, level, nil
+}
+
+// run is the production worker: configured by the environment alone.
+func run(ctx context.Context, log *slog.Logger, level *slog.LevelVar) error {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return err
+	}
+	level.Set(cfg.LogLevel)
+	return workerapp.Run(ctx, cfg, workerapp.Options{Logger: log})
 }
 
 // parseFlags parses the worker's own flags on a private FlagSet: the dev

@@ -130,8 +130,9 @@ func Run(t *testing.T, plan Plan) Report {
 		"SYNCBRIDGE_METRICS_ADDR=off",
 		"SYNCBRIDGE_ACK_FLUSH=20ms",
 		// Info, not warn: the fleet waits for each replacement's
-		// "worker running" line (fleet.waitRunning).
+		// "worker running" line (fleet.waitRunning), in JSON.
 		"SYNCBRIDGE_LOG_LEVEL=info",
+		"SYNCBRIDGE_LOG_FORMAT=json",
 	}
 	if env.PayloadKey != "" { // encrypted, as production runs
 		vars = append(vars, "SYNCBRIDGE_PAYLOAD_KEY="+env.PayloadKey, "SYNCBRIDGE_PAYLOAD_KEY_ID="+env.PayloadKeyID)
@@ -373,7 +374,7 @@ func (f *fleet) waitRunning(timeout time.Duration) {
 	f.mu.Unlock()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(logPath); err == nil && bytes.Contains(b, []byte(`msg="worker running"`)) {
+		if b, err := os.ReadFile(logPath); err == nil && bytes.Contains(b, []byte(`"msg":"worker running"`)) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

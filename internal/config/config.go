@@ -22,6 +22,7 @@ import (
 
 	"github.com/syncbridge/syncbridge/internal/codec"
 	"github.com/syncbridge/syncbridge/internal/contract"
+	"github.com/syncbridge/syncbridge/internal/logging"
 )
 
 // Config is the whole runtime configuration.
@@ -37,6 +38,9 @@ type Config struct {
 	HealthInterval time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel slog.Level
+	// LogFormat is json (the default: one object a line, for collectors)
+	// or text; worker -dev defaults to text (LogFormat).
+	LogFormat logging.Format
 	// Codec is the codec server the worker serves for the Web UI and CLI
 	// (codecserver.go).
 	Codec CodecServer
@@ -232,6 +236,7 @@ var Vars = []Var{
 	{"SYNCBRIDGE_METRICS_ADDR", "127.0.0.1:9090", "Prometheus /metrics, /healthz and /readyz listen address; 'off' disables", false},
 	{"SYNCBRIDGE_HEALTH_INTERVAL", "5s", "how often /readyz re-checks Temporal, the database and the broker (100ms-5m)", false},
 	{"SYNCBRIDGE_LOG_LEVEL", "info", "debug, info, warn or error", false},
+	{"SYNCBRIDGE_LOG_FORMAT", "json", "json (one object a line) or text (key=value); worker -dev defaults to text", false},
 	// Codec server for the Web UI and the temporal CLI (codecserver.go).
 	{"SYNCBRIDGE_CODEC_ADDR", "off", "codec server listen address (POST /encode, /decode); 'off' disables", false},
 	{"SYNCBRIDGE_CODEC_TOKEN", "", "service tokens the codec server accepts, one a line as name:token (the name goes on the audit trail) or a bare token (or _FILE); a token or an OIDC issuer is required with SYNCBRIDGE_CODEC_ADDR", true},
@@ -353,6 +358,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(l.str("SYNCBRIDGE_LOG_LEVEL"))); err != nil {
 		l.fail("SYNCBRIDGE_LOG_LEVEL", "must be debug, info, warn or error")
 	}
+	c.LogFormat = l.logFormat()
 	c.Codec = l.codecServer() // codecserver.go
 	l.transportSafety(c)      // tls.go
 
@@ -360,6 +366,34 @@ func Load(getenv func(string) string) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(l.problems, "; "))
 	}
 	return c, nil
+}
+
+// DevLogFormat is SYNCBRIDGE_LOG_FORMAT's default under worker -dev, whose
+// log a person reads in a terminal.
+const DevLogFormat = logging.Text
+
+// LogFormat reads and checks SYNCBRIDGE_LOG_FORMAT alone, so that a process
+// can build its logger before the rest of its configuration loads (worker
+// -dev starts its stack first) and a bad value stops it before any line is
+// written in the wrong shape. dev selects DevLogFormat as the default.
+func LogFormat(getenv func(string) string, dev bool) (logging.Format, error) {
+	if dev && strings.TrimSpace(getenv("SYNCBRIDGE_LOG_FORMAT")) == "" {
+		return DevLogFormat, nil
+	}
+	l := loader{getenv: getenv}
+	f := l.logFormat()
+	if len(l.problems) > 0 {
+		return "", fmt.Errorf("invalid configuration: %s", strings.Join(l.problems, "; "))
+	}
+	return f, nil
+}
+
+func (l *loader) logFormat() logging.Format {
+	f, err := logging.ParseFormat(l.str("SYNCBRIDGE_LOG_FORMAT"))
+	if err != nil {
+		l.fail("SYNCBRIDGE_LOG_FORMAT", err.Error())
+	}
+	return f
 }
 
 // payloadMargin is what a delivery adds to its base64 body: the other

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/syncbridge/syncbridge/internal/logging"
 )
 
 func env(m map[string]string) func(string) string {
@@ -185,5 +187,39 @@ func TestHandoverLimits(t *testing.T) {
 				t.Fatalf("err = %v, want one naming %s", err, tc.bad)
 			}
 		})
+	}
+}
+
+// JSON unless told otherwise, text by default under -dev; a bad value is
+// refused by Load and by LogFormat (which -dev calls before Load) alike.
+func TestLogFormat(t *testing.T) {
+	c, err := Load(env(valid()))
+	if err != nil || c.LogFormat != logging.JSON {
+		t.Fatalf("default format %q, %v; want json", c.LogFormat, err)
+	}
+	for _, tc := range []struct {
+		set  string
+		dev  bool
+		want logging.Format
+	}{
+		{"", false, logging.JSON},
+		{"", true, logging.Text},
+		{"json", true, logging.JSON},
+		{"TEXT", false, logging.Text},
+	} {
+		m := map[string]string{"SYNCBRIDGE_LOG_FORMAT": tc.set}
+		if got, err := LogFormat(env(m), tc.dev); err != nil || got != tc.want {
+			t.Errorf("LogFormat(%q, dev=%t) = %q, %v; want %q", tc.set, tc.dev, got, err, tc.want)
+		}
+	}
+	m := valid()
+	m["SYNCBRIDGE_LOG_FORMAT"] = "logfmt"
+	if _, err := Load(env(m)); err == nil || !strings.Contains(err.Error(), `SYNCBRIDGE_LOG_FORMAT must be json or text, got "logfmt"`) {
+		t.Fatalf("Load: %v", err)
+	}
+	for _, dev := range []bool{false, true} {
+		if _, err := LogFormat(env(m), dev); err == nil || !strings.Contains(err.Error(), "SYNCBRIDGE_LOG_FORMAT must be json or text") {
+			t.Fatalf("LogFormat(dev=%t): %v", dev, err)
+		}
 	}
 }

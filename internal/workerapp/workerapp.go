@@ -5,6 +5,7 @@ package workerapp
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -130,43 +131,131 @@ func Dial(ctx context.Context, cfg config.Config, log *slog.Logger, mh client.Me
 // polling stops, in-flight activities finish (up to StopTimeout), pending
 // acks are flushed. A clean stop returns nil.
 func Run(ctx context.Context, cfg config.Config, o Options) error {
-	log := o.Logger
-	if log == nil {
-		log = slog.Default()
+	p := newProcess(cfg, o)
+	defer p.close()
+	p.log.Info("starting worker", "config", cfg)
+
+	if err := p.openDatabase(ctx); err != nil {
+		return err
 	}
-	log.Info("starting worker", "config", cfg)
+	if err := p.dialTemporal(ctx); err != nil {
+		return err
+	}
+	if err := p.checkDependencies(ctx); err != nil {
+		return err
+	}
+	p.startBatching()
+	p.startMonitoring(ctx)
+	p.buildWorker()
+	if err := p.serveMetrics(); err != nil {
+		return err
+	}
+	if err := p.serveCodec(); err != nil {
+		return err
+	}
+	if err := p.startPolling(ctx); err != nil {
+		return err
+	}
+	p.log.Info("worker running", "taskQueue", cfg.Temporal.TaskQueue, "version", versionName(cfg.Versioning), "pollers", cfg.Pipeline.Pollers, "metrics", p.metricsAddr)
+	if o.Ready != nil {
+		o.Ready(p.metricsAddr)
+	}
 
-	reg := metrics.New()
-	defer reg.Close()
+	<-ctx.Done()
+	p.log.Info("stopping worker: finishing in-flight activities and the long poll in progress", "pollWait", cfg.Pipeline.PollWait, "timeout", StopTimeout)
+	p.worker.Stop()
+	p.log.Info("worker stopped")
+	return nil
+}
 
-	db, err := store.Open(ctx, cfg.DB.DSN, cfg.DB.MaxOpenConns)
+// process is one worker process's parts, built by Run's steps in order and
+// closed in reverse by close (the worker itself is stopped by Run first,
+// so in-flight activities still have every part they use).
+type process struct {
+	cfg config.Config
+	o   Options
+	log *slog.Logger
+	reg *metrics.Registry
+
+	db       *sql.DB
+	st       *store.Store
+	tc       client.Client
+	consumer mqclient.Consumer
+	ack      *acker.Acker
+	commits  *groupcommit.Committer
+	dbAlarm  *activities.DBAlarm
+	health   *Health
+	notices  *activities.Notices
+	worker   worker.Worker
+	// metricsAddr is where /metrics listens; "" when disabled.
+	metricsAddr string
+
+	closers []func()
+}
+
+func newProcess(cfg config.Config, o Options) *process {
+	p := &process{cfg: cfg, o: o, log: o.Logger, reg: metrics.New()}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	p.onClose(func() { _ = p.reg.Close() })
+	return p
+}
+
+func (p *process) onClose(f func()) { p.closers = append(p.closers, f) }
+
+func (p *process) close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+// openDatabase opens the pool and applies the schema migrations.
+func (p *process) openDatabase(ctx context.Context) error {
+	db, err := store.Open(ctx, p.cfg.DB.DSN, p.cfg.DB.MaxOpenConns)
 	if err != nil {
-		return fmt.Errorf("open database %s: %w", config.RedactDSN(cfg.DB.DSN), err)
+		return fmt.Errorf("open database %s: %w", config.RedactDSN(p.cfg.DB.DSN), err)
 	}
-	defer db.Close()
-	st := store.New(db)
-	st.SingleStatementInserts = true
-	if err := st.Migrate(ctx); err != nil {
+	p.db = db
+	p.onClose(func() { _ = db.Close() })
+	p.st = store.New(db)
+	p.st.SingleStatementInserts = true
+	p.st.Log = p.log
+	if err := p.st.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate database: %w", err)
 	}
+	return nil
+}
 
-	tc, err := Dial(ctx, cfg, log, sdktally.NewMetricsHandler(reg.Root))
+// dialTemporal connects the client, its SDK metrics in the registry.
+func (p *process) dialTemporal(ctx context.Context) error {
+	tc, err := Dial(ctx, p.cfg, p.log, sdktally.NewMetricsHandler(p.reg.Root))
 	if err != nil {
 		return err
 	}
-	defer tc.Close()
+	p.tc = tc
+	p.onClose(tc.Close)
+	return nil
+}
 
-	consumer := o.Consumer
-	if consumer == nil {
-		consumer = mqclient.NewConsumer(mqclient.Endpoint{
-			URL: cfg.MQ.Endpoint, AccessKey: cfg.MQ.AccessKey, SecretKey: cfg.MQ.SecretKey, InstanceID: cfg.MQ.InstanceID,
-		}, cfg.MQ.Topic, cfg.MQ.Group, cfg.MQ.Tag)
+// checkDependencies builds the broker consumer and refuses to start on
+// what would fail every record later (preflight.go).
+func (p *process) checkDependencies(ctx context.Context) error {
+	p.consumer = p.o.Consumer
+	if p.consumer == nil {
+		p.consumer = mqclient.NewConsumer(mqclient.Endpoint{
+			URL: p.cfg.MQ.Endpoint, AccessKey: p.cfg.MQ.AccessKey, SecretKey: p.cfg.MQ.SecretKey, InstanceID: p.cfg.MQ.InstanceID,
+		}, p.cfg.MQ.Topic, p.cfg.MQ.Group, p.cfg.MQ.Tag)
 	}
-	if err := preflight(ctx, cfg, tc, st, consumer); err != nil { // preflight.go
-		return err
-	}
-	ack := acker.New(consumer, acker.Options{
-		FlushInterval: cfg.Pipeline.AckFlushInterval,
+	return preflight(ctx, p.cfg, p.tc, p.st, p.consumer)
+}
+
+// startBatching starts the acker and the group committer, which coalesce
+// the records' broker and database calls.
+func (p *process) startBatching() {
+	reg := p.reg
+	p.ack = acker.New(p.consumer, acker.Options{
+		FlushInterval: p.cfg.Pipeline.AckFlushInterval,
 		OnBatch: func(n int, took time.Duration, err error) {
 			if err != nil {
 				// Counted per broker call, however many workflows shared it.
@@ -174,12 +263,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			}
 		},
 	})
-	defer ack.Close()
+	p.onClose(p.ack.Close)
 
-	// Inserts of concurrent records share transactions; Close runs before
-	// the database closes (defers run in reverse).
-	commits := groupcommit.New(st, groupcommit.Options{
-		MaxBatch: cfg.Pipeline.CommitBatch,
+	// Inserts of concurrent records share transactions; the committer
+	// closes before the database does (closers run in reverse).
+	p.commits = groupcommit.New(p.st, groupcommit.Options{
+		MaxBatch: p.cfg.Pipeline.CommitBatch,
 		// Records of one consumed batch start together and insert within
 		// milliseconds of each other: two commit slots and a short wait let
 		// them share statements instead of each taking a free slot alone.
@@ -193,41 +282,79 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			reg.Pipeline.CommitLatency.Record(took)
 		},
 	})
-	defer commits.Close()
+	p.onClose(p.commits.Close)
+}
 
-	// Readiness checks run in the background; served below (health.go).
-	dbAlarm := &activities.DBAlarm{}
-	health := newWorkerHealth(cfg, db, tc, log, dbAlarm)
-	health.o.OnRound = func(r Readiness) {
-		reg.Pipeline.WorkerReady.Update(boolGauge(r.Ready))
+// startMonitoring starts the readiness checks (served by serveMetrics;
+// health.go) and the stuck-records gauge (stuck.go).
+func (p *process) startMonitoring(ctx context.Context) {
+	p.dbAlarm = &activities.DBAlarm{}
+	p.health = newWorkerHealth(p.cfg, p.db, p.tc, p.log, p.dbAlarm)
+	p.health.o.OnRound = func(r Readiness) {
+		p.reg.Pipeline.WorkerReady.Update(boolGauge(r.Ready))
 	}
-	stopHealth := health.Start(ctx)
-	defer stopHealth()
+	p.onClose(p.health.Start(ctx))
 
 	stuck := &stuckSampler{
-		tc: tc, taskQueue: cfg.Temporal.TaskQueue, after: o.StuckAfter, every: o.StuckSampleEvery,
-		gauge: reg.Pipeline.StuckRecords, log: log.With("component", "stuck-sampler"),
+		tc: p.tc, taskQueue: p.cfg.Temporal.TaskQueue, after: p.o.StuckAfter, every: p.o.StuckSampleEvery,
+		gauge: p.reg.Pipeline.StuckRecords, log: p.log.With("component", "stuck-sampler"),
 	}
-	stopStuck := stuck.Start(ctx)
-	defer stopStuck()
+	p.onClose(stuck.Start(ctx))
+}
 
+// buildWorker creates the Temporal worker with the pipeline's workflows
+// and activities registered.
+func (p *process) buildWorker() {
+	cfg := p.cfg
+	p.worker = worker.New(p.tc, cfg.Temporal.TaskQueue, worker.Options{
+		// A Worker Deployment version when SYNCBRIDGE_VERSIONING is on
+		// (versioning.go).
+		DeploymentOptions: deploymentOptions(cfg.Versioning),
+		WorkerStopTimeout: StopTimeout,
+		// Sized against the poll activity's heartbeat timeout (see
+		// activities.HeartbeatSendEvery); a stop (cancellation, learnt
+		// from a heartbeat response) still arrives within seconds.
+		MaxHeartbeatThrottleInterval: activities.HeartbeatSendEvery,
+		// Regular activities are the long poll and the fallbacks of records
+		// stuck on the database or broker; a matching round trip costs
+		// them nothing, and only tasks dispatched through matching report
+		// activity schedule-to-start, the signal that workers are short
+		// (the SyncbridgeActivityScheduleToStartHigh alert).
+		DisableEagerActivities: true,
+		// Poll activities hold a slot for minutes; keep room for inserts.
+		MaxConcurrentActivityExecutionSize: 4*cfg.DB.MaxOpenConns + cfg.Pipeline.Pollers + 8,
+	})
+	acts := p.activities()
+	if p.o.RecordWorkflow != nil {
+		workflows.RegisterWithRecord(p.worker, p.o.RecordWorkflow)
+		p.worker.RegisterActivity(acts)
+	} else {
+		Register(p.worker, acts)
+	}
+}
+
+// activities are the pipeline's activities over the process's parts, and
+// the record notices they leave to start.
+func (p *process) activities() *activities.Activities {
+	cfg, o, reg := p.cfg, p.o, p.reg
 	// Record runs of flood mode's conflicts and quarantines (and, on any
-	// worker, the overdue ones a dead worker left in the outbox).
-	notices := &activities.Notices{
-		Temporal: tc, Store: st, TaskQueue: cfg.Temporal.TaskQueue, WorkflowIDPrefix: cfg.Pipeline.WorkflowIDPrefix,
-		Topic: cfg.MQ.Topic, Group: cfg.MQ.Group, Metrics: reg.Pipeline, Log: log.With("component", "record-notices"),
+	// worker, the overdue ones a dead worker left in the outbox); started
+	// by startPolling.
+	p.notices = &activities.Notices{
+		Temporal: p.tc, Store: p.st, TaskQueue: cfg.Temporal.TaskQueue, WorkflowIDPrefix: cfg.Pipeline.WorkflowIDPrefix,
+		Topic: cfg.MQ.Topic, Group: cfg.MQ.Group, Metrics: reg.Pipeline, Log: p.log.With("component", "record-notices"),
 		Lease: cfg.Pipeline.FloodNoticeLease, BeforeStart: o.NoticeHook, NoEagerStart: cfg.Versioning.Enabled,
 	}
-	acts := &activities.Activities{
-		Store:   st,
-		Notices: notices,
+	return &activities.Activities{
+		Store:   p.st,
+		Notices: p.notices,
 		// The legacy shape is the pre-lean baseline: one transaction per insert.
-		Committer: committerUnless(o.LegacyShape, commits),
-		Bulk:      st,
+		Committer: committerUnless(o.LegacyShape, p.commits),
+		Bulk:      p.st,
 		Bodies:    bytebudget.New(int64(cfg.Pipeline.BodyBytesInFlight)),
-		Acker:     ack,
-		Consumer:  consumer,
-		Temporal:  withFailureText(tc, cfg), // failuretext.go
+		Acker:     p.ack,
+		Consumer:  p.consumer,
+		Temporal:  withFailureText(p.tc, cfg), // failuretext.go
 		Metrics:   reg.Pipeline,
 		Settings: activities.Settings{
 			TaskQueue:        cfg.Temporal.TaskQueue,
@@ -256,95 +383,80 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			DeviceTimeNotBefore: cfg.Pipeline.DeviceTimeNotBefore,
 			DeviceTimeMaxAhead:  cfg.Pipeline.DeviceTimeMaxAhead,
 		},
-		DBErrors: &activities.DBErrorPolicy{UnclassifiedRetryFor: cfg.Pipeline.UnclassifiedRetryFor, Alarm: dbAlarm},
+		DBErrors: &activities.DBErrorPolicy{UnclassifiedRetryFor: cfg.Pipeline.UnclassifiedRetryFor, Alarm: p.dbAlarm},
 	}
-	w := worker.New(tc, cfg.Temporal.TaskQueue, worker.Options{
-		// A Worker Deployment version when SYNCBRIDGE_VERSIONING is on
-		// (versioning.go).
-		DeploymentOptions: deploymentOptions(cfg.Versioning),
-		WorkerStopTimeout: StopTimeout,
-		// Sized against the poll activity's heartbeat timeout (see
-		// activities.HeartbeatSendEvery); a stop (cancellation, learnt
-		// from a heartbeat response) still arrives within seconds.
-		MaxHeartbeatThrottleInterval: activities.HeartbeatSendEvery,
-		// Regular activities are the long poll and the fallbacks of records
-		// stuck on the database or broker; a matching round trip costs
-		// them nothing, and only tasks dispatched through matching report
-		// activity schedule-to-start, the signal that workers are short
-		// (the SyncbridgeActivityScheduleToStartHigh alert).
-		DisableEagerActivities: true,
-		// Poll activities hold a slot for minutes; keep room for inserts.
-		MaxConcurrentActivityExecutionSize: 4*cfg.DB.MaxOpenConns + cfg.Pipeline.Pollers + 8,
-	})
-	if o.RecordWorkflow != nil {
-		workflows.RegisterWithRecord(w, o.RecordWorkflow)
-		w.RegisterActivity(acts)
-	} else {
-		Register(w, acts)
-	}
+}
 
-	metricsAddr := ""
-	if cfg.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", cfg.MetricsAddr)
-		if err != nil {
-			return fmt.Errorf("metrics listener on %s (SYNCBRIDGE_METRICS_ADDR): %w", cfg.MetricsAddr, err)
+// serveMetrics serves /metrics, /healthz and /readyz on
+// SYNCBRIDGE_METRICS_ADDR, unless it is off.
+func (p *process) serveMetrics() error {
+	if p.cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", p.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics listener on %s (SYNCBRIDGE_METRICS_ADDR): %w", p.cfg.MetricsAddr, err)
+	}
+	p.metricsAddr = ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", p.reg.Handler())
+	p.health.Register(mux) // /healthz, /readyz
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.log.Error("metrics server stopped", "error", err)
 		}
-		metricsAddr = ln.Addr().String()
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", reg.Handler())
-		health.Register(mux) // /healthz, /readyz
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server stopped", "error", err)
-			}
-		}()
-		defer srv.Close()
-	}
+	}()
+	p.onClose(func() { _ = srv.Close() })
+	return nil
+}
 
-	codecAddr, stopCodec, err := serveCodec(cfg, log, reg.Root.SubScope("syncbridge")) // codecserver.go
+// serveCodec serves the codec server for the Web UI and CLI when
+// SYNCBRIDGE_CODEC_ADDR is set (codecserver.go).
+func (p *process) serveCodec() error {
+	addr, stop, err := serveCodec(p.cfg, p.log, p.reg.Root.SubScope("syncbridge"))
 	if err != nil {
 		return err
 	}
-	defer stopCodec()
-	if codecAddr != "" {
-		log.Info("codec server listening", "addr", codecAddr, "uiOrigin", cfg.Codec.UIOrigin)
-		if o.CodecReady != nil {
-			o.CodecReady(codecAddr)
+	p.onClose(stop)
+	if addr != "" {
+		p.log.Info("codec server listening", "addr", addr, "uiOrigin", p.cfg.Codec.UIOrigin)
+		if p.o.CodecReady != nil {
+			p.o.CodecReady(addr)
 		}
 	}
+	return nil
+}
 
-	if err := w.Start(); err != nil {
+// startPolling starts the worker, the poller keeper (pollerkeeper.go)
+// and the record notices: from here on, messages flow.
+func (p *process) startPolling(ctx context.Context) error {
+	cfg := p.cfg
+	if err := p.worker.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	if cfg.Versioning.Enabled {
-		go reportVersionRouting(ctx, tc, cfg.Versioning, log) // versioning.go
+		go reportVersionRouting(ctx, p.tc, cfg.Versioning, p.log) // versioning.go
 	}
 	if cfg.Pipeline.StartPollers {
-		every := o.PollerKeepEvery
+		every := p.o.PollerKeepEvery
 		if every <= 0 {
 			every = PollerKeepEvery
 		}
-		stopKeeper, err := keepPollers(ctx, tc, st, cfg, o.PollRunFor, every, log) // pollerkeeper.go
+		stopKeeper, err := keepPollers(ctx, p.tc, p.st, cfg, p.o.PollRunFor, every, p.log)
 		if err != nil {
-			w.Stop()
+			p.worker.Stop()
 			return err
 		}
-		defer stopKeeper()
+		p.onClose(stopKeeper)
 	}
+	// Notices run on past ctx, until close (after the worker stopped): the
+	// notices of its last activities start now instead of waiting in the
+	// outbox for a sweep.
 	noticeCtx, stopNotices := context.WithCancel(context.WithoutCancel(ctx))
 	noticesDone := make(chan struct{})
-	go func() { defer close(noticesDone); notices.Run(noticeCtx) }()
-	defer func() { stopNotices(); <-noticesDone }()
-	log.Info("worker running", "taskQueue", cfg.Temporal.TaskQueue, "version", versionName(cfg.Versioning), "pollers", cfg.Pipeline.Pollers, "metrics", metricsAddr)
-	if o.Ready != nil {
-		o.Ready(metricsAddr)
-	}
-
-	<-ctx.Done()
-	log.Info("stopping worker: finishing in-flight activities and the long poll in progress", "pollWait", cfg.Pipeline.PollWait, "timeout", StopTimeout)
-	w.Stop()
-	log.Info("worker stopped")
+	go func() { defer close(noticesDone); p.notices.Run(noticeCtx) }()
+	p.onClose(func() { stopNotices(); <-noticesDone })
 	return nil
 }
 
