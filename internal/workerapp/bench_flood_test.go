@@ -76,6 +76,22 @@ func benchFloodFamily(b *testing.B, n int, phases map[string]bool) {
 	}
 }
 
+// benchFloodMessages is the backlog of the flood family,
+// SYNCBRIDGE_BENCH_FLOOD_MESSAGES, default 30,000: at flood and bulk speed
+// 10,000 messages drained in about a second, and one stall of the shared
+// machine (a GC, another process's burst) moved a run by half.
+func benchFloodMessages(b *testing.B) int {
+	v := os.Getenv("SYNCBRIDGE_BENCH_FLOOD_MESSAGES")
+	if v == "" {
+		return 30_000
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1000 {
+		b.Fatalf("SYNCBRIDGE_BENCH_FLOOD_MESSAGES=%q: want a count of at least 1000", v)
+	}
+	return n
+}
+
 func benchExceptionMixes(b *testing.B) []int {
 	v := os.Getenv("SYNCBRIDGE_BENCH_EXCEPTIONS")
 	if v == "" {

@@ -121,7 +121,7 @@ func BenchmarkDrain(b *testing.B) {
 			case "flood":
 				// Flood mode, its bulk ceiling and its baseline, for
 				// each exception mix (bench_flood_test.go).
-				benchFloodFamily(b, 5*n, phases)
+				benchFloodFamily(b, benchFloodMessages(b), phases)
 			case "rss":
 				// Opt-in (SYNCBRIDGE_BENCH_PHASES=rss): minutes of
 				// publishing. The worker's peak memory on 20,000 and
