@@ -128,6 +128,9 @@ func TestFloodNoticesSurviveACrashAfterCommit(t *testing.T) {
 		st := p.env.MQ.Stats(p.env.Topic, p.env.Group)
 		return st.Published == len(msgs) && st.Ready == 0 && st.InFlight == 0
 	})
+	// Runs are started once full or after the notices' linger (1 s), so
+	// the drain may be acked before the first start is attempted.
+	waitFor(t, time.Minute, "a notice start held", func() bool { return held.Load() > 0 })
 	var pending int
 	if err := p.env.DB.QueryRow("SELECT COUNT(*) FROM record_notices").Scan(&pending); err != nil {
 		t.Fatal(err)
