@@ -151,6 +151,7 @@ func benchBulkCeiling(b *testing.B, msgs []syncevent.OutMessage) drainResult {
 	c := mqclient.NewConsumer(mqclient.Endpoint{URL: front.URL, AccessKey: p.env.AccessKey, SecretKey: p.env.SecretKey, InstanceID: p.env.InstanceID},
 		p.env.Topic, p.env.Group, "")
 
+	stopProfile := benchProfile(b, "bulk")
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 2 {
@@ -173,6 +174,7 @@ func benchBulkCeiling(b *testing.B, msgs []syncevent.OutMessage) drainResult {
 		})
 	}
 	elapsed := clock.waitAcked(b, "bulk", p, len(msgs), 10*time.Minute)
+	stopProfile()
 	close(done)
 	wg.Wait()
 	return drainResult{runs: 1, msgs: len(msgs), elapsed: elapsed}
