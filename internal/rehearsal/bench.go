@@ -38,8 +38,14 @@ type BenchPhase struct {
 	CostRuns int
 }
 
-// Rate is messages per second.
-func (p BenchPhase) Rate() float64 { return float64(p.Messages) / p.Took.Seconds() }
+// Rate is messages per second; 0 when the drain ended within one sample of
+// the broker's counters (200 ms): too short to time.
+func (p BenchPhase) Rate() float64 {
+	if p.Took <= 0 {
+		return 0
+	}
+	return float64(p.Messages) / p.Took.Seconds()
+}
 
 // Bench drains the same kind of backlog with 1, 2 and 3 workers on the
 // per-key path, then with 3 in flood mode. Each phase publishes with the
@@ -147,7 +153,14 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 		stopSampler()
 		ph.Took = tr.activeSpan()
 		for _, w := range workers[:ph.Workers] {
-			ph.Polled = append(ph.Polled, metric(c.state.Specs[w].Ports[0], "syncbridge_messages_polled_total"))
+			addr := c.state.Specs[w].Ports[0]
+			n := metric(addr, "syncbridge_messages_polled_total")
+			if ph.Flood {
+				// Flood mode's own poll loop counts its messages by
+				// the path it sent them on.
+				n = metricSum(addr, "syncbridge_flood_messages_total")
+			}
+			ph.Polled = append(ph.Polled, n)
 		}
 		for runningRecords(ctx, tc) != 0 {
 			time.Sleep(500 * time.Millisecond)
@@ -155,7 +168,11 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 		if ph.CostRuns, ph.Cost, err = historyCosts(ctx, tc, prefix, 200); err != nil {
 			say("history costs not counted: %v", err)
 		}
-		say("%s: %d messages in %s: %.1f msg/s; polled per worker %v", ph.Name, ph.Messages, ph.Took.Round(100*time.Millisecond), ph.Rate(), ph.Polled)
+		if ph.Rate() > 0 {
+			say("%s: %d messages in %s: %.1f msg/s; polled per worker %v", ph.Name, ph.Messages, ph.Took.Round(100*time.Millisecond), ph.Rate(), ph.Polled)
+		} else {
+			say("%s: %d messages drained within one 200 ms sample: too short to time (publish more: --messages); polled per worker %v", ph.Name, ph.Messages, ph.Polled)
+		}
 		out = append(out, ph)
 	}
 	return out, nil
@@ -175,11 +192,14 @@ func BenchTable(phases []BenchPhase) string {
 			ev = fmt.Sprintf("%.2f", float64(p.Cost.Events)/float64(p.CostRuns))
 			ac = fmt.Sprintf("%.2f", float64(p.Cost.Actions)/float64(p.CostRuns))
 		}
-		rel := "-"
-		if one > 0 {
-			rel = fmt.Sprintf("%.2f", p.Rate()/one)
+		rel, rate, took := "-", "-", "under 0.2s"
+		if p.Rate() > 0 {
+			rate, took = fmt.Sprintf("%.1f", p.Rate()), p.Took.Round(100*time.Millisecond).String()
+			if one > 0 {
+				rel = fmt.Sprintf("%.2f", p.Rate()/one)
+			}
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %.1f | %s | %v | %s | %s |\n", p.Name, p.Messages, p.Took.Round(100*time.Millisecond), p.Rate(), rel, p.Polled, ev, ac)
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %v | %s | %s |\n", p.Name, p.Messages, took, rate, rel, p.Polled, ev, ac)
 	}
 	return b.String()
 }
@@ -199,6 +219,28 @@ func (t *tracker) activeSpan() time.Duration {
 		}
 	}
 	return last.Sub(first)
+}
+
+// metricSum adds up every series of a counter, labelled or not, from a
+// worker's /metrics; 0 when absent.
+func metricSum(addr, name string) int {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return int(sum)
 }
 
 // metric reads one unlabelled counter from a worker's /metrics; 0 when

@@ -3,6 +3,7 @@ package rehearsal
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 const sampleBenchOutput = `lean, run 1: 200 messages in 1.275s, 156.8 msgs/s; cpu self 1.68s
@@ -75,5 +76,22 @@ func TestBenchEnv(t *testing.T) {
 		map[string]string{"SYNCBRIDGE_BENCH_PHASES": "ceiling", "A": "1"})
 	if want := "PATH=/bin SYNCBRIDGE_LOG_LEVEL=warn A=1 SYNCBRIDGE_BENCH_PHASES=ceiling"; strings.Join(got, " ") != want {
 		t.Errorf("got %v, want %s", got, want)
+	}
+}
+
+// A phase drained within one sample of the broker's counters has no rate
+// (not +Inf) and no ratio to the one-worker phase.
+func TestBenchTableUntimed(t *testing.T) {
+	got := BenchTable([]BenchPhase{
+		{Name: "per-key, 1 worker", Workers: 1, Messages: 300, Took: 3 * time.Second, Polled: []int{300}},
+		{Name: "flood, 3 workers", Workers: 3, Flood: true, Messages: 900, Polled: []int{0, 400, 500}},
+	})
+	for _, want := range []string{
+		"| per-key, 1 worker | 300 | 3s | 100.0 | 1.00 | [300] | - | - |\n",
+		"| flood, 3 workers | 900 | under 0.2s | - | - | [0 400 500] | - | - |\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
 	}
 }
