@@ -259,8 +259,9 @@ var (
 )
 
 // SummaryTable sets the cluster's and the dev server's figures side by
-// side: rates, ratios, history costs, and the CPU seconds each process
-// took over each phase's drains. A figure a side lacks is "-".
+// side: rates, ratios and history costs, then a table of the CPU seconds
+// each process took over each phase's drains. A figure a side lacks is
+// "-".
 func SummaryTable(cluster, dev Metrics) string {
 	var b strings.Builder
 	b.WriteString("| figure | cluster | dev server |\n|---|---|---|\n")
@@ -307,25 +308,7 @@ func SummaryTable(cluster, dev Metrics) string {
 		row("flood events / msg"+at, t+"_events/msg", "%.3f")
 		row("flood actions / msg"+at, t+"_actions/msg", "%.3f")
 	}
-	var cpu []string
-	have := map[string]bool{}
-	for _, m := range []Metrics{cluster, dev} {
-		for _, n := range m.Names {
-			if cpuUnit.MatchString(n) && !have[n] {
-				have[n] = true
-				cpu = append(cpu, n)
-			}
-		}
-	}
-	sort.SliceStable(cpu, func(i, j int) bool {
-		pi, qi := cpuRank(cpu[i])
-		pj, qj := cpuRank(cpu[j])
-		return pi < pj || pi == pj && qi < qj
-	})
-	for _, n := range cpu {
-		g := cpuUnit.FindStringSubmatch(n)
-		row("CPU s, "+strings.ReplaceAll(g[1], "_", " ")+": "+g[2], n, "%.2f")
-	}
+	b.WriteString("\n" + cpuTable(cluster, dev))
 	return b.String()
 }
 
@@ -367,6 +350,64 @@ func (r BenchAllResult) Summary() string {
 		b.WriteString("\nBenchmarkDrain: the cluster (Temporal on PostgreSQL, its own process) and the embedded dev server;\n" +
 			"CPU seconds over each phase's drains (first consume to last ack, all its runs), self = the benchmark's process\n\n" +
 			SummaryTable(r.Cluster, r.Dev))
+	}
+	return b.String()
+}
+
+// cpuTable is the CPU seconds of each process over each phase's drains:
+// a row per phase, the cluster's processes, then the dev server's.
+func cpuTable(cluster, dev Metrics) string {
+	var phases, procs []string
+	seenPhase, seenProc := map[string]bool{}, map[string]bool{}
+	for _, m := range []Metrics{cluster, dev} {
+		for _, n := range m.Names {
+			g := cpuUnit.FindStringSubmatch(n)
+			if g == nil {
+				continue
+			}
+			if !seenPhase[g[1]] {
+				seenPhase[g[1]] = true
+				phases = append(phases, g[1])
+			}
+			if !seenProc[g[2]] {
+				seenProc[g[2]] = true
+				procs = append(procs, g[2])
+			}
+		}
+	}
+	if len(phases) == 0 {
+		return ""
+	}
+	sort.SliceStable(phases, func(i, j int) bool {
+		a, _ := cpuRank(phases[i] + "_cpu_x_s")
+		b, _ := cpuRank(phases[j] + "_cpu_x_s")
+		return a < b
+	})
+	sort.SliceStable(procs, func(i, j int) bool {
+		_, a := cpuRank("x_cpu_" + procs[i] + "_s")
+		_, b := cpuRank("x_cpu_" + procs[j] + "_s")
+		return a < b
+	})
+	var b strings.Builder
+	b.WriteString("| CPU seconds |")
+	for _, side := range []string{"cluster", "dev"} {
+		for _, p := range procs {
+			fmt.Fprintf(&b, " %s: %s |", side, p)
+		}
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---|", 2*len(procs)) + "\n")
+	for _, ph := range phases {
+		fmt.Fprintf(&b, "| %s |", strings.ReplaceAll(ph, "_", " "))
+		for _, m := range []Metrics{cluster, dev} {
+			for _, p := range procs {
+				if v, ok := m.Get(ph + "_cpu_" + p + "_s"); ok {
+					fmt.Fprintf(&b, " %.2f |", v)
+				} else {
+					b.WriteString(" - |")
+				}
+			}
+		}
+		b.WriteString("\n")
 	}
 	return b.String()
 }
