@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncbridge/syncbridge/internal/histcost"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
+	"github.com/syncbridge/syncbridge/internal/proccpu"
 )
 
 // BenchOptions are bench's.
@@ -36,6 +37,9 @@ type BenchPhase struct {
 	Polled   []int         // messages each worker polled
 	Cost     histcost.Cost
 	CostRuns int
+	// CPU is what each process took from the workers' start to the
+	// drained check (workers: all of the phase's worker processes).
+	CPU []proccpu.Usage
 }
 
 // Rate is messages per second; 0 when the drain ended within one sample of
@@ -138,6 +142,9 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 		tr := &tracker{base: before.Acked}
 		sctx, stopSampler := context.WithCancel(ctx)
 		go tr.run(sctx)
+		// The workers are not running yet: their CPU counts from their
+		// start (connecting included), the others' from now.
+		cpuBefore := c.fleetMeter(nil).Snapshot()
 		if err := c.startAll(workers[:ph.Workers], 90*time.Second); err != nil {
 			stopSampler()
 			return out, err
@@ -151,6 +158,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		stopSampler()
+		ph.CPU = c.fleetMeter(workers[:ph.Workers]).Since(cpuBefore)
 		ph.Took = tr.activeSpan()
 		for _, w := range workers[:ph.Workers] {
 			addr := c.state.Specs[w].Ports[0]
@@ -169,7 +177,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 			say("history costs not counted: %v", err)
 		}
 		if ph.Rate() > 0 {
-			say("%s: %d messages in %s: %.1f msg/s; polled per worker %v", ph.Name, ph.Messages, ph.Took.Round(100*time.Millisecond), ph.Rate(), ph.Polled)
+			say("%s: %d messages in %s: %.1f msg/s; polled per worker %v; cpu %s", ph.Name, ph.Messages, ph.Took.Round(100*time.Millisecond), ph.Rate(), ph.Polled, proccpu.Format(ph.CPU))
 		} else {
 			say("%s: %d messages drained within one 200 ms sample: too short to time (publish more: --messages); polled per worker %v", ph.Name, ph.Messages, ph.Polled)
 		}
@@ -181,7 +189,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 // BenchTable formats the phases.
 func BenchTable(phases []BenchPhase) string {
 	var b strings.Builder
-	b.WriteString("| phase | messages | drain | msg/s | vs 1 worker | polled per worker | events/run | actions/run |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| phase | messages | drain | msg/s | vs 1 worker | polled per worker | events/run | actions/run | CPU seconds |\n|---|---|---|---|---|---|---|---|---|\n")
 	var one float64
 	for _, p := range phases {
 		if p.Workers == 1 && !p.Flood {
@@ -199,7 +207,11 @@ func BenchTable(phases []BenchPhase) string {
 				rel = fmt.Sprintf("%.2f", p.Rate()/one)
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %v | %s | %s |\n", p.Name, p.Messages, took, rate, rel, p.Polled, ev, ac)
+		cpu := proccpu.Format(p.CPU)
+		if cpu == "" {
+			cpu = "-"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %v | %s | %s | %s |\n", p.Name, p.Messages, took, rate, rel, p.Polled, ev, ac, cpu)
 	}
 	return b.String()
 }
@@ -259,4 +271,26 @@ func metric(addr, name string) int {
 		}
 	}
 	return 0
+}
+
+// fleetMeter meters the fleet's processes: the given workers together,
+// the Temporal server and the emulator by PID, every PostgreSQL and
+// MariaDB process by name (see internal/proccpu for what that misses).
+func (c *cluster) fleetMeter(workers []string) *proccpu.Meter {
+	g := func(name string, names ...string) proccpu.Group {
+		gr := proccpu.Group{Name: name}
+		for _, n := range names {
+			if pid, ok := c.pids[n]; ok {
+				gr.PIDs = append(gr.PIDs, pid)
+			}
+		}
+		return gr
+	}
+	pat := func(name, re string) proccpu.Group {
+		gs, _ := proccpu.Parse(name + "=~" + re)
+		return gs[0]
+	}
+	return &proccpu.Meter{Root: "/proc", Groups: []proccpu.Group{
+		g("workers", workers...), g("temporal", "temporal"), pat("postgres", "postgres"), pat("mariadb", "mariadbd|mysqld"), g("mqemu", "mqemu"),
+	}}
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/syncbridge/syncbridge/internal/proccpu"
 )
 
 const sampleBenchOutput = `lean, run 1: 200 messages in 1.275s, 156.8 msgs/s; cpu self 1.68s
@@ -79,12 +81,13 @@ func TestBenchEnv(t *testing.T) {
 // (not +Inf) and no ratio to the one-worker phase.
 func TestBenchTableUntimed(t *testing.T) {
 	got := BenchTable([]BenchPhase{
-		{Name: "per-key, 1 worker", Workers: 1, Messages: 300, Took: 3 * time.Second, Polled: []int{300}},
+		{Name: "per-key, 1 worker", Workers: 1, Messages: 300, Took: 3 * time.Second, Polled: []int{300},
+			CPU: []proccpu.Usage{{Name: "workers", Seconds: 1.5}, {Name: "temporal", Seconds: 4}}},
 		{Name: "flood, 3 workers", Workers: 3, Flood: true, Messages: 900, Polled: []int{0, 400, 500}},
 	})
 	for _, want := range []string{
-		"| per-key, 1 worker | 300 | 3s | 100.0 | 1.00 | [300] | - | - |\n",
-		"| flood, 3 workers | 900 | under 0.2s | - | - | [0 400 500] | - | - |\n",
+		"| per-key, 1 worker | 300 | 3s | 100.0 | 1.00 | [300] | - | - | workers 1.50s, temporal 4.00s |\n",
+		"| flood, 3 workers | 900 | under 0.2s | - | - | [0 400 500] | - | - | - |\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("table lacks %q:\n%s", want, got)
