@@ -160,6 +160,15 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 		stopSampler()
 		ph.CPU = c.fleetMeter(workers[:ph.Workers]).Since(cpuBefore)
 		ph.Took = tr.activeSpan()
+		for runningRecords(ctx, tc) != 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		if ph.CostRuns, ph.Cost, err = historyCosts(ctx, tc, prefix, 200); err != nil {
+			say("history costs not counted: %v", err)
+		}
+		// The workers' metrics reach /metrics once a second (tally's
+		// reporting interval): a flood drain can be over before.
+		time.Sleep(1500 * time.Millisecond)
 		for _, w := range workers[:ph.Workers] {
 			addr := c.state.Specs[w].Ports[0]
 			n := metric(addr, "syncbridge_messages_polled_total")
@@ -169,12 +178,6 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 				n = metricSum(addr, "syncbridge_flood_messages_total")
 			}
 			ph.Polled = append(ph.Polled, n)
-		}
-		for runningRecords(ctx, tc) != 0 {
-			time.Sleep(500 * time.Millisecond)
-		}
-		if ph.CostRuns, ph.Cost, err = historyCosts(ctx, tc, prefix, 200); err != nil {
-			say("history costs not counted: %v", err)
 		}
 		if ph.Rate() > 0 {
 			say("%s: %d messages in %s: %.1f msg/s; polled per worker %v; cpu %s", ph.Name, ph.Messages, ph.Took.Round(100*time.Millisecond), ph.Rate(), ph.Polled, proccpu.Format(ph.CPU))
