@@ -95,14 +95,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 			c.state.Specs[w] = sp
 		}
 	}
-	stopWorkers := func() error {
-		for _, w := range workers {
-			if err := c.stop(w, syscall.SIGTERM, 100*time.Second); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	stopWorkers := func() error { return c.stopTogether(workers, syscall.SIGTERM, 100*time.Second) }
 	// Whatever happens, the fleet is left as up made it.
 	defer func() {
 		setFlood(c.state.Flood)

@@ -82,10 +82,8 @@ func BenchAll(ctx context.Context, o BenchAllOptions) (BenchAllResult, error) {
 		return res, fmt.Errorf("rehearsal: the cluster's Temporal server does not run (scripts/rehearsal.sh status)")
 	}
 	workers := c.workerNames()
-	for _, w := range workers {
-		if err := c.stop(w, syscall.SIGTERM, 100*time.Second); err != nil {
-			return res, err
-		}
+	if err := c.stopTogether(workers, syscall.SIGTERM, 100*time.Second); err != nil {
+		return res, err
 	}
 	defer func() {
 		if len(workers) == 0 {
