@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -33,8 +34,13 @@ const usage = `Usage: rehearsal COMMAND [flags]
   status [--dir DIR]                       which process runs and answers
   drill [--messages N] [--faults LIST] [--dir DIR]
                                            drain a backlog while breaking things
-  bench [--messages N] [--dir DIR]         per-key drain with 1, 2, 3 workers, then flood
-                                           (needs up --workers 3)
+  bench [--messages N] [--drain-messages N] [--flood-messages N] [--exceptions LIST]
+        [--parts fleet,cluster,dev] [--dir DIR]
+                                           fleet: per-key drain with 1, 2, 3 workers, then
+                                           flood (needs up --workers 3); cluster, dev: the
+                                           embedded-server benchmark's ceiling, lean and
+                                           flood family against the cluster, then on the
+                                           embedded server; a summary of both
   down [--dir DIR]                         stop everything
   proxy LISTEN TARGET                      (internal) the database proxy:
                                            SIGUSR1 cuts, SIGUSR2 restores
@@ -67,7 +73,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	faults := fs.String("faults", strings.Join(rehearsal.AllFaults, ","), "drill: faults, in order")
 	dup := fs.Float64("dup", 0.05, "drill: the broker's duplicate delivery rate")
 	cutFor := fs.Duration("cut-for", 15*time.Second, "drill: how long cut-db keeps the database away")
-	timeout := fs.Duration("timeout", 40*time.Minute, "drill: give up after this long")
+	timeout := fs.Duration("timeout", 40*time.Minute, "drill: give up after this long (bench: per fleet phase)")
+	drainMessages := fs.Int("drain-messages", 0, "bench: BenchmarkDrain's ceiling and lean backlog (SYNCBRIDGE_BENCH_MESSAGES; 0: its default, 2000)")
+	floodMessages := fs.Int("flood-messages", 0, "bench: BenchmarkDrain's flood family backlog (SYNCBRIDGE_BENCH_FLOOD_MESSAGES, at least 1000; 0: its default, 30000)")
+	exceptions := fs.String("exceptions", "", "bench: the flood family's exception mixes in percent (SYNCBRIDGE_BENCH_EXCEPTIONS; empty: its default, 5,20)")
+	parts := fs.String("parts", strings.Join(rehearsal.BenchParts, ","), "bench: which parts run, of fleet, cluster, dev")
+	benchTimeout := fs.Duration("bench-timeout", 3*time.Hour, "bench: the benchmark binary's -test.timeout, per part")
 
 	if args[0] == "proxy" {
 		if len(args) != 3 {
@@ -108,11 +119,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if !isSet(fs, "messages") {
 			n = 3000
 		}
-		var phases []rehearsal.BenchPhase
-		phases, err = rehearsal.Bench(ctx, rehearsal.BenchOptions{Dir: abs(*dir), Messages: n, DupRate: *dup, Timeout: *timeout, Out: stdout})
-		if len(phases) > 0 {
-			fmt.Fprint(stdout, "\n"+rehearsal.BenchTable(phases))
+		ps := splitList(*parts)
+		for _, p := range ps {
+			if !slices.Contains(rehearsal.BenchParts, p) {
+				fmt.Fprintf(stderr, "rehearsal bench: unknown part %q (fleet, cluster, dev)\n", p)
+				return 2
+			}
 		}
+		var res rehearsal.BenchAllResult
+		res, err = rehearsal.BenchAll(ctx, rehearsal.BenchAllOptions{
+			BenchOptions:  rehearsal.BenchOptions{Dir: abs(*dir), Messages: n, DupRate: *dup, Timeout: *timeout, Out: stdout},
+			Repo:          abs(*repo),
+			BinDir:        abs(*bin),
+			MySQL:         *mysqlAddr,
+			Parts:         ps,
+			DrainMessages: *drainMessages,
+			FloodMessages: *floodMessages,
+			Exceptions:    *exceptions,
+			BenchTimeout:  *benchTimeout,
+		})
+		fmt.Fprint(stdout, "\n"+res.Summary())
 	default:
 		fmt.Fprintf(stderr, "rehearsal: unknown command %q\n\n%s", args[0], usage)
 		return 2

@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncbridge/syncbridge/internal/histcost"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
+	"github.com/syncbridge/syncbridge/internal/proccpu"
 )
 
 // BenchOptions are bench's.
@@ -36,10 +37,19 @@ type BenchPhase struct {
 	Polled   []int         // messages each worker polled
 	Cost     histcost.Cost
 	CostRuns int
+	// CPU is what each process took from the workers' start to the
+	// drained check (workers: all of the phase's worker processes).
+	CPU []proccpu.Usage
 }
 
-// Rate is messages per second.
-func (p BenchPhase) Rate() float64 { return float64(p.Messages) / p.Took.Seconds() }
+// Rate is messages per second; 0 when the drain ended within one sample of
+// the broker's counters (200 ms): too short to time.
+func (p BenchPhase) Rate() float64 {
+	if p.Took <= 0 {
+		return 0
+	}
+	return float64(p.Messages) / p.Took.Seconds()
+}
 
 // Bench drains the same kind of backlog with 1, 2 and 3 workers on the
 // per-key path, then with 3 in flood mode. Each phase publishes with the
@@ -85,14 +95,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 			c.state.Specs[w] = sp
 		}
 	}
-	stopWorkers := func() error {
-		for _, w := range workers {
-			if err := c.stop(w, syscall.SIGTERM, 100*time.Second); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	stopWorkers := func() error { return c.stopTogether(workers, syscall.SIGTERM, 100*time.Second) }
 	// Whatever happens, the fleet is left as up made it.
 	defer func() {
 		setFlood(c.state.Flood)
@@ -132,6 +135,9 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 		tr := &tracker{base: before.Acked}
 		sctx, stopSampler := context.WithCancel(ctx)
 		go tr.run(sctx)
+		// The workers are not running yet: their CPU counts from their
+		// start (connecting included), the others' from now.
+		cpuBefore := c.fleetMeter(nil).Snapshot()
 		if err := c.startAll(workers[:ph.Workers], 90*time.Second); err != nil {
 			stopSampler()
 			return out, err
@@ -145,17 +151,32 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		stopSampler()
+		ph.CPU = c.fleetMeter(workers[:ph.Workers]).Since(cpuBefore)
 		ph.Took = tr.activeSpan()
-		for _, w := range workers[:ph.Workers] {
-			ph.Polled = append(ph.Polled, metric(c.state.Specs[w].Ports[0], "syncbridge_messages_polled_total"))
-		}
 		for runningRecords(ctx, tc) != 0 {
 			time.Sleep(500 * time.Millisecond)
 		}
 		if ph.CostRuns, ph.Cost, err = historyCosts(ctx, tc, prefix, 200); err != nil {
 			say("history costs not counted: %v", err)
 		}
-		say("%s: %d messages in %s: %.1f msg/s; polled per worker %v", ph.Name, ph.Messages, ph.Took.Round(100*time.Millisecond), ph.Rate(), ph.Polled)
+		// The workers' metrics reach /metrics once a second (tally's
+		// reporting interval): a flood drain can be over before.
+		time.Sleep(1500 * time.Millisecond)
+		for _, w := range workers[:ph.Workers] {
+			addr := c.state.Specs[w].Ports[0]
+			n := metric(addr, "syncbridge_messages_polled_total")
+			if ph.Flood {
+				// Flood mode's own poll loop counts its messages by
+				// the path it sent them on.
+				n = metricSum(addr, "syncbridge_flood_messages_total")
+			}
+			ph.Polled = append(ph.Polled, n)
+		}
+		if ph.Rate() > 0 {
+			say("%s: %d messages in %s: %.1f msg/s; polled per worker %v; cpu %s", ph.Name, ph.Messages, ph.Took.Round(100*time.Millisecond), ph.Rate(), ph.Polled, proccpu.Format(ph.CPU))
+		} else {
+			say("%s: %d messages drained within one 200 ms sample: too short to time (publish more: --messages); polled per worker %v", ph.Name, ph.Messages, ph.Polled)
+		}
 		out = append(out, ph)
 	}
 	return out, nil
@@ -164,7 +185,7 @@ func Bench(ctx context.Context, o BenchOptions) ([]BenchPhase, error) {
 // BenchTable formats the phases.
 func BenchTable(phases []BenchPhase) string {
 	var b strings.Builder
-	b.WriteString("| phase | messages | drain | msg/s | vs 1 worker | polled per worker | events/run | actions/run |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| phase | messages | drain | msg/s | vs 1 worker | polled per worker | events/run | actions/run | CPU seconds |\n|---|---|---|---|---|---|---|---|---|\n")
 	var one float64
 	for _, p := range phases {
 		if p.Workers == 1 && !p.Flood {
@@ -175,11 +196,18 @@ func BenchTable(phases []BenchPhase) string {
 			ev = fmt.Sprintf("%.2f", float64(p.Cost.Events)/float64(p.CostRuns))
 			ac = fmt.Sprintf("%.2f", float64(p.Cost.Actions)/float64(p.CostRuns))
 		}
-		rel := "-"
-		if one > 0 {
-			rel = fmt.Sprintf("%.2f", p.Rate()/one)
+		rel, rate, took := "-", "-", "under 0.2s"
+		if p.Rate() > 0 {
+			rate, took = fmt.Sprintf("%.1f", p.Rate()), p.Took.Round(100*time.Millisecond).String()
+			if one > 0 {
+				rel = fmt.Sprintf("%.2f", p.Rate()/one)
+			}
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %.1f | %s | %v | %s | %s |\n", p.Name, p.Messages, p.Took.Round(100*time.Millisecond), p.Rate(), rel, p.Polled, ev, ac)
+		cpu := proccpu.Format(p.CPU)
+		if cpu == "" {
+			cpu = "-"
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %v | %s | %s | %s |\n", p.Name, p.Messages, took, rate, rel, p.Polled, ev, ac, cpu)
 	}
 	return b.String()
 }
@@ -201,6 +229,28 @@ func (t *tracker) activeSpan() time.Duration {
 	return last.Sub(first)
 }
 
+// metricSum adds up every series of a counter, labelled or not, from a
+// worker's /metrics; 0 when absent.
+func metricSum(addr, name string) int {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return int(sum)
+}
+
 // metric reads one unlabelled counter from a worker's /metrics; 0 when
 // absent.
 func metric(addr, name string) int {
@@ -217,4 +267,26 @@ func metric(addr, name string) int {
 		}
 	}
 	return 0
+}
+
+// fleetMeter meters the fleet's processes: the given workers together,
+// the Temporal server and the emulator by PID, every PostgreSQL and
+// MariaDB process by name (see internal/proccpu for what that misses).
+func (c *cluster) fleetMeter(workers []string) *proccpu.Meter {
+	g := func(name string, names ...string) proccpu.Group {
+		gr := proccpu.Group{Name: name}
+		for _, n := range names {
+			if pid, ok := c.pids[n]; ok {
+				gr.PIDs = append(gr.PIDs, pid)
+			}
+		}
+		return gr
+	}
+	pat := func(name, re string) proccpu.Group {
+		gs, _ := proccpu.Parse(name + "=~" + re)
+		return gs[0]
+	}
+	return &proccpu.Meter{Root: "/proc", Groups: []proccpu.Group{
+		g("workers", workers...), g("temporal", "temporal"), pat("postgres", "postgres"), pat("mariadb", "mariadbd|mysqld"), g("mqemu", "mqemu"),
+	}}
 }

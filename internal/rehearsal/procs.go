@@ -202,6 +202,23 @@ func (c *cluster) stop(name string, sig syscall.Signal, grace time.Duration) err
 	return c.savePids()
 }
 
+// stopTogether sends sig to every name at once, then stops each as stop
+// does: a worker's stop waits out its long poll (up to 30 s), and one
+// after the other three workers took a minute and a half.
+func (c *cluster) stopTogether(names []string, sig syscall.Signal, grace time.Duration) error {
+	for _, name := range names {
+		if pid, ok := c.pids[name]; ok && alive(pid) {
+			_ = syscall.Kill(pid, sig)
+		}
+	}
+	for _, name := range names {
+		if err := c.stop(name, sig, grace); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // alive reports whether pid runs. A zombie (dead, not yet reaped by a
 // parent that is not us) counts as dead.
 func alive(pid int) bool {

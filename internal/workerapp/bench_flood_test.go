@@ -52,6 +52,9 @@ func benchFloodFamily(b *testing.B, n int, phases map[string]bool) {
 			}
 		}
 		tag := "flood" + strconv.Itoa(pct)
+		flood.reportCPU(b, tag)
+		bulk.reportCPU(b, tag+"_bulk")
+		plain.reportCPU(b, tag+"_plain")
 		if flood.runs > 0 {
 			b.ReportMetric(flood.rate(), tag+"_msgs/s")
 			b.ReportMetric(flood.findable.Seconds(), tag+"_findable_s")
@@ -141,7 +144,7 @@ func benchBulkCeiling(b *testing.B, msgs []syncevent.OutMessage) drainResult {
 	if err := st.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
-	var clock drainClock
+	clock := drainClock{meter: benchCPUMeter(b)}
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		clock.observe(r)
 		p.env.MQ.ServeHTTP(w, r)
@@ -174,10 +177,11 @@ func benchBulkCeiling(b *testing.B, msgs []syncevent.OutMessage) drainResult {
 		})
 	}
 	elapsed := clock.waitAcked(b, "bulk", p, len(msgs), 10*time.Minute)
+	cpu := clock.cpuSince()
 	stopProfile()
 	close(done)
 	wg.Wait()
-	return drainResult{runs: 1, msgs: len(msgs), elapsed: elapsed}
+	return drainResult{runs: 1, msgs: len(msgs), elapsed: elapsed, cpu: cpu}
 }
 
 // bulkGather consumes up to 16 batches of 16, stopping at a short one.

@@ -41,6 +41,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/metrics"
 	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/proccpu"
 	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/testenv"
@@ -91,8 +92,16 @@ import (
 // named), in the same order; a ratio is reported only when both of its
 // sides ran.
 // SYNCBRIDGE_BENCH_CPUPROFILE names a directory for a CPU profile of each
-// drain (benchProfile). Rates are only comparable within one run: run it
-// on an otherwise quiet machine.
+// drain (benchProfile). SYNCBRIDGE_BENCH_CPU_PIDS names other processes
+// whose CPU time each drain reports beside the benchmark's own
+// (benchCPUMeter). Rates are only comparable within one run: run it on an
+// otherwise quiet machine.
+//
+// With SYNCBRIDGE_TEST_TEMPORAL_ADDRESS set (internal/testenv) the phases
+// run against that cluster's frontend instead of the embedded server: the
+// worker, the emulator and the no-op ceiling stay in this process, each
+// drain on a task queue of its own, so its history costs and lifetimes
+// are its own runs only (scripts/rehearsal.sh bench, docs/rehearsal.md).
 func BenchmarkDrain(b *testing.B) {
 	n := 2000
 	if v, err := strconv.Atoi(os.Getenv("SYNCBRIDGE_BENCH_MESSAGES")); err == nil && v > 0 {
@@ -137,10 +146,12 @@ func BenchmarkDrain(b *testing.B) {
 			}
 		}
 		if ceiling.runs > 0 {
+			ceiling.reportCPU(b, "ceiling")
 			b.ReportMetric(ceiling.rate(), "ceiling_wf/s")
 			b.ReportMetric(float64(ceiling.life50)/1e6, "ceiling_record_p50_ms")
 		}
 		if lean.runs > 0 {
+			lean.reportCPU(b, "lean")
 			b.ReportMetric(lean.rate(), "msgs/s")
 			b.ReportMetric(float64(lean.life50)/1e6, "record_p50_ms")
 			b.ReportMetric(lean.eventsPerRecord, "events/record")
@@ -190,6 +201,9 @@ func (r drainResult) add(shape string, run drainResult) drainResult {
 	if run.findable > 0 {
 		line += fmt.Sprintf("; %d record and notice runs, the last conflict or quarantine findable %s after the first consume", run.records, run.findable.Round(time.Millisecond))
 	}
+	if len(run.cpu) > 0 {
+		line += "; cpu " + proccpu.Format(run.cpu)
+	}
 	fmt.Println(line)
 	k := float64(r.runs)
 	mean := func(a, b float64) float64 { return (a*k + b) / (k + 1) }
@@ -210,7 +224,45 @@ func (r drainResult) add(shape string, run drainResult) drainResult {
 		eventsPerMsg:     mean(r.eventsPerMsg, run.eventsPerMsg),
 		actionsPerMsg:    mean(r.actionsPerMsg, run.actionsPerMsg),
 		records:          r.records + run.records,
+		cpu:              proccpu.Add(r.cpu, run.cpu),
 	}
+}
+
+// reportCPU reports the CPU seconds each measured process took over the
+// shape's drains (all its runs), as <tag>_cpu_<process>_s.
+func (r drainResult) reportCPU(b *testing.B, tag string) {
+	for _, u := range r.cpu {
+		b.ReportMetric(u.Seconds, tag+"_cpu_"+u.Name+"_s")
+	}
+}
+
+// BenchCPUEnv names the processes whose CPU time each drain reports beside
+// the benchmark process's own ("self": the in-process worker, emulator and,
+// without an external cluster, the embedded Temporal server), in
+// proccpu.Parse's form: NAME=PID[+PID...] or NAME=~PATTERN (every process
+// whose name matches, found afresh at each sample), comma separated, e.g.
+// temporal=1234,postgres=~postgres,mariadb=~mariadbd|mysqld.
+const BenchCPUEnv = "SYNCBRIDGE_BENCH_CPU_PIDS"
+
+var benchCPU struct {
+	once  sync.Once
+	meter *proccpu.Meter
+	err   error
+}
+
+// benchCPUMeter is the meter of this process and BenchCPUEnv's groups.
+// Each drain samples it at its start and its end (drainClock: the first
+// consume and the last ack), so the CPU is that of the span its rate is
+// measured over: work after the last ack (flood mode's notice runs,
+// records closing) and set-up are outside it.
+func benchCPUMeter(b *testing.B) *proccpu.Meter {
+	benchCPU.once.Do(func() {
+		benchCPU.meter, benchCPU.err = proccpu.New(os.Getenv(BenchCPUEnv), true)
+	})
+	if benchCPU.err != nil {
+		b.Fatalf("%s: %v", BenchCPUEnv, benchCPU.err)
+	}
+	return benchCPU.meter
 }
 
 // benchProfile writes a CPU profile of one drain, from its start to its
@@ -257,6 +309,10 @@ func (r drainResult) rate() float64 {
 // consume request, stopped when the broker holds nothing unacked.
 type drainClock struct {
 	first atomic.Int64 // unix nanoseconds of the first consume request
+	// meter, when set, is sampled at the first consume (cpu0) and by
+	// cpuSince at the end.
+	meter *proccpu.Meter
+	cpu0  atomic.Pointer[proccpu.Snapshot]
 }
 
 // observe is called for every broker request of the drain.
@@ -264,8 +320,21 @@ func (c *drainClock) observe(r *http.Request) {
 	// A consume is GET /topics/<topic>/messages; the readiness probe's
 	// GET of the endpoint itself does not count.
 	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/messages") {
-		c.first.CompareAndSwap(0, time.Now().UnixNano())
+		if c.first.CompareAndSwap(0, time.Now().UnixNano()) && c.meter != nil {
+			s := c.meter.Snapshot()
+			c.cpu0.Store(&s)
+		}
 	}
+}
+
+// cpuSince is the CPU each metered process took since the first consume;
+// nil without a meter.
+func (c *drainClock) cpuSince() []proccpu.Usage {
+	s := c.cpu0.Load()
+	if c.meter == nil || s == nil {
+		return nil
+	}
+	return c.meter.Since(*s)
 }
 
 // waitAcked returns how long the drain took: it watches the emulator every
@@ -310,6 +379,7 @@ type drainResult struct {
 	eventsPerMsg, actionsPerMsg        float64       // history cost of the drain's record and notice runs
 	findable                           time.Duration // flood: first consume to the last record notice started
 	records                            int           // record workflow runs the drain left
+	cpu                                []proccpu.Usage
 }
 
 // benchPipeline drains the backlog with one worker in shape "lean" (the
@@ -326,7 +396,7 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 
 	// Count broker calls by fronting the emulator with a counting handler.
 	var mqCalls atomic.Int64
-	var clock drainClock
+	clock := drainClock{meter: benchCPUMeter(b)}
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mqCalls.Add(1)
 		clock.observe(r)
@@ -354,6 +424,7 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 	stopProfile := benchProfile(b, shape)
 	w = p.worker(Options{LegacyShape: legacy, Logger: quietLogger()})
 	elapsed := clock.waitAcked(b, shape, p, len(msgs), 30*time.Minute)
+	cpu := clock.cpuSince()
 	stopProfile()
 	var findable time.Duration
 	if shape == "flood" {
@@ -370,9 +441,13 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 		findable = time.Since(time.Unix(0, clock.first.Load()))
 	}
 	p.waitDrained(len(msgs), 5*time.Minute) // and every record run completed
+	// Every run this worker started must be listed before its lifetimes
+	// and histories are read: a cluster's visibility lags.
+	settleVisibility(b, p.env.Client, p.env.TaskQueue, int64(benchMetric(w.metricsAddr, "syncbridge_workflows_started_total")))
 	p50, p90 := recordLifetimes(b, p.env.Client, p.env.TaskQueue)
 	stmts, trips := tap.statements.Load()-stmts0, tap.trips.Load()-trips0
 	_ = w.stop()
+	p.stopPollers() // now, not when the benchmark ends: idle pollers still cost the server timers
 
 	all, inserted := historyCosts(b, p)
 	b.Logf("%s: drained %d messages in %s: %d record workflows, %d broker calls, %d statements, %d round trips",
@@ -395,6 +470,7 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 		actionsPerMsg:    float64(all.cost.Actions) / m,
 		findable:         findable,
 		records:          all.records,
+		cpu:              cpu,
 	}
 }
 
@@ -490,11 +566,12 @@ func historyCosts(b *testing.B, p *pipe) (all, inserted costSum) {
 func benchCeiling(b *testing.B, n int) drainResult {
 	env := testenv.New(b)
 	ack := &noopAcker{seen: map[string]bool{}}
+	scope := tally.NewTestScope("", nil) // counts the runs started, for settleVisibility
 	acts := &activities.Activities{
 		Committer: noopCommitter{},
 		Acker:     ack,
 		Temporal:  env.Client,
-		Metrics:   metrics.NewPipeline(tally.NoopScope),
+		Metrics:   metrics.NewPipeline(scope),
 		Settings:  activities.Settings{TaskQueue: env.TaskQueue, WorkflowIDPrefix: env.TaskQueue + "/", Topic: env.Topic, Group: env.Group},
 	}
 	w := worker.New(env.Client, env.TaskQueue, worker.Options{})
@@ -513,6 +590,8 @@ func benchCeiling(b *testing.B, n int) drainResult {
 	ack.want = deliveries
 	log := sdklog.NewStructuredLogger(quietLogger())
 	stopProfile := benchProfile(b, "ceiling")
+	meter := benchCPUMeter(b)
+	cpu0 := meter.Snapshot()
 	start := time.Now()
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -538,11 +617,72 @@ func benchCeiling(b *testing.B, n int) drainResult {
 		end = ack.done
 		return !end.IsZero()
 	})
+	cpu := meter.Since(cpu0)
 	stopProfile()
 	elapsed := end.Sub(start)
+	var started int64
+	for _, c := range scope.Snapshot().Counters() {
+		if c.Name() == "workflows_started" {
+			started += c.Value()
+		}
+	}
+	settleVisibility(b, env.Client, env.TaskQueue, started)
 	p50, p90 := recordLifetimes(b, env.Client, env.TaskQueue)
 	b.Logf("ceiling: %d messages (%d deliveries) handed to no-op lean records in %s", len(msgs), deliveries, elapsed.Round(time.Millisecond))
-	return drainResult{runs: 1, msgs: len(msgs), elapsed: elapsed, life50: p50, life90: p90}
+	return drainResult{runs: 1, msgs: len(msgs), elapsed: elapsed, life50: p50, life90: p90, cpu: cpu}
+}
+
+// settleVisibility waits until visibility lists every run of the drain on
+// taskQueue, closed: at least started runs (the runs the worker started,
+// which it counts; flood mode's notice runs come on top), none of them
+// open, and the count unchanged over 2 s. The embedded server's visibility
+// is written within milliseconds; a cluster's trails its history by its
+// visibility queue, and listing too early would price only part of the
+// drain. After 2 minutes it goes on with a note in the log.
+func settleVisibility(b *testing.B, c client.Client, taskQueue string, started int64) {
+	count := func(extra string) (int64, bool) {
+		resp, err := c.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
+			Query: benchRunTypes + " AND TaskQueue = '" + taskQueue + "'" + extra})
+		return resp.GetCount(), err == nil
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	last, same := int64(-1), 0
+	for {
+		all, ok1 := count("")
+		open, ok2 := count(" AND ExecutionStatus = 'Running'")
+		if ok1 && ok2 && all == last && open == 0 && all >= started {
+			if same++; same >= 4 {
+				return
+			}
+		} else {
+			same = 0
+		}
+		last = all
+		if time.Now().After(deadline) {
+			// Printed: a benchmark's log keeps only its first lines.
+			fmt.Printf("visibility on %s not settled after 2 minutes: %d runs listed (%d open), %d started; the figures below count the listed ones\n", taskQueue, all, open, started)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// benchMetric reads an unlabelled counter from a worker's /metrics; 0 when
+// absent or unreadable.
+func benchMetric(addr, name string) float64 {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			return v
+		}
+	}
+	return 0
 }
 
 // benchDupRate is the share of messages the emulator delivers twice in the
@@ -743,6 +883,8 @@ func benchPlainConsumer(b *testing.B, msgs []syncevent.OutMessage) drainResult {
 	c := mqclient.NewConsumer(mqclient.Endpoint{URL: p.env.MQURL, AccessKey: p.env.AccessKey, SecretKey: p.env.SecretKey, InstanceID: p.env.InstanceID},
 		p.env.Topic, p.env.Group, "")
 	ctx := context.Background()
+	meter := benchCPUMeter(b)
+	cpu0 := meter.Snapshot()
 	start := time.Now() // just before the first consume request, as drainClock
 	var last time.Time  // the last ack: the empty poll that ends the loop is not part of the drain
 	for {
@@ -777,8 +919,9 @@ func benchPlainConsumer(b *testing.B, msgs []syncevent.OutMessage) drainResult {
 			last = time.Now()
 		}
 	}
+	cpu := meter.Since(cpu0) // the closing empty poll (1 s of waiting) included
 	elapsed := last.Sub(start)
-	return drainResult{runs: 1, msgs: len(msgs), elapsed: elapsed}
+	return drainResult{runs: 1, msgs: len(msgs), elapsed: elapsed, cpu: cpu}
 }
 
 // sqlTap is a TCP proxy in front of the database that reads the client's
