@@ -103,6 +103,7 @@ type Activities struct {
 
 	inflight inflightCache
 	flood    floodState
+	running  runningRecords
 	parked   parking
 	// DBErrors decides what failed inserts become (dberrors.go); nil
 	// means the defaults without an alarm.

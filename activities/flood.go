@@ -439,7 +439,11 @@ func (a *Activities) ackGroup(ctx context.Context, handles []string) error {
 const runningPage = 100
 
 // runningKeys returns which of the messages' keys have a running record
-// workflow, in one visibility query per group (two when many run).
+// workflow: those in a listing of running records asked for at most
+// runningMaxAge ago and shared with the worker's other groups (running.go),
+// and those whose record this worker started or signalled lately. Only
+// when more records run than one page lists are the group's own keys
+// asked about.
 func (a *Activities) runningKeys(ctx context.Context, items []floodItem) (map[string]bool, error) {
 	out := map[string]bool{}
 	ids := make([]string, 0, len(items))
@@ -454,29 +458,33 @@ func (a *Activities) runningKeys(ctx context.Context, items []floodItem) (map[st
 			continue
 		}
 		keyOf[id] = m.Key
-		ids = append(ids, "'"+strings.ReplaceAll(id, "'", "\\'")+"'")
+		ids = append(ids, id)
 	}
 	if len(ids) == 0 {
 		return out, nil
 	}
-	// In a flood few records run (only exceptions the bulk path left to
-	// them), so first ask for all of them: one short page is cheaper for
-	// the visibility store than matching a few hundred IDs. Only when more
-	// than a page runs is the group's own list asked for.
-	all := fmt.Sprintf("%s AND TaskQueue = '%s' AND ExecutionStatus = 'Running'", contract.RecordTypesQuery, a.Settings.TaskQueue)
-	resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: all, PageSize: runningPage})
-	if err != nil {
-		return nil, fmt.Errorf("list running records: %w", err)
+	for _, id := range ids {
+		if a.running.startedRecently(id) {
+			out[keyOf[id]] = true
+		}
 	}
-	if len(resp.GetNextPageToken()) == 0 {
-		for _, e := range resp.GetExecutions() {
-			if k, ok := keyOf[e.GetExecution().GetWorkflowId()]; ok {
-				out[k] = true
+	l, err := a.running.listing(ctx, a.running.clock().Add(-runningMaxAge), a.listRunning)
+	if err != nil {
+		return nil, err
+	}
+	if l.complete {
+		for _, id := range ids {
+			if l.ids[id] {
+				out[keyOf[id]] = true
 			}
 		}
 		return out, nil
 	}
-	q := fmt.Sprintf("WorkflowId IN (%s) AND ExecutionStatus = 'Running'", strings.Join(ids, ", "))
+	quoted := make([]string, len(ids))
+	for i, id := range ids {
+		quoted[i] = "'" + strings.ReplaceAll(id, "'", "\\'") + "'"
+	}
+	q := fmt.Sprintf("WorkflowId IN (%s) AND ExecutionStatus = 'Running'", strings.Join(quoted, ", "))
 	var token []byte
 	for {
 		resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: int32(len(ids)), NextPageToken: token})
@@ -492,4 +500,21 @@ func (a *Activities) runningKeys(ctx context.Context, items []floodItem) (map[st
 			return out, nil
 		}
 	}
+}
+
+// listRunning lists the running records of the task queue, one page of
+// them: in a flood few run (only exceptions the bulk path left to them),
+// and one short page is cheaper for the visibility store than matching a
+// group's few hundred IDs. complete is false when more than a page runs.
+func (a *Activities) listRunning(ctx context.Context) (ids map[string]bool, complete bool, err error) {
+	all := fmt.Sprintf("%s AND TaskQueue = '%s' AND ExecutionStatus = 'Running'", contract.RecordTypesQuery, a.Settings.TaskQueue)
+	resp, err := a.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: all, PageSize: runningPage})
+	if err != nil {
+		return nil, false, fmt.Errorf("list running records: %w", err)
+	}
+	ids = make(map[string]bool, len(resp.GetExecutions()))
+	for _, e := range resp.GetExecutions() {
+		ids[e.GetExecution().GetWorkflowId()] = true
+	}
+	return ids, len(resp.GetNextPageToken()) == 0, nil
 }

@@ -360,6 +360,7 @@ func (a *Activities) startOrSignalPark(ctx context.Context, key string, d contra
 		if err == nil {
 			a.Metrics.WorkflowsStarted.Inc(1)
 			a.inflight.noteStarted()
+			a.running.noteStarted(opts.ID)
 			return nil
 		}
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
@@ -373,6 +374,7 @@ func (a *Activities) startOrSignalPark(ctx context.Context, key string, d contra
 			switch {
 			case err == nil:
 				a.Metrics.SignalledRunning.Inc(1)
+				a.running.noteStarted(opts.ID)
 				return nil
 			case errors.As(err, &notFound) && reuse == enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY:
 				// Closed and not to be rerun: it completed.
@@ -445,6 +447,7 @@ func (a *Activities) handOverLegacy(ctx context.Context, key string, d contract.
 		case err == nil:
 			a.Metrics.WorkflowsStarted.Inc(1)
 			a.inflight.noteStarted()
+			a.running.noteStarted(opts.ID)
 			return nil
 		case errors.As(err, &already):
 			a.Metrics.DuplicatesByWorkflowID.Inc(1)
