@@ -7,6 +7,9 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -52,4 +55,43 @@ func TestPollerStopsOnSignal(t *testing.T) {
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError(), "a stopped poller completes; it does not continue as new")
 	require.LessOrEqual(t, runs, 1, "no poll may start after the stop")
+}
+
+// New executions offer each poll on the poll queue first; a poll nobody
+// takes there before its ScheduleToStart timeout runs on the workflow's own
+// task queue, and the next run is offered on the poll queue again.
+func TestPollerFallsBackToMainQueue(t *testing.T) {
+	env, a := newPollerEnv()
+	var queues []string
+	env.OnActivity(a.Poll, mock.Anything, mock.Anything).
+		Return(func(ctx context.Context, _ activities.PollInput) (activities.PollResult, error) {
+			q := activity.GetInfo(ctx).TaskQueue
+			queues = append(queues, q)
+			if q == contract.PollTaskQueue("default-test-taskqueue") && len(queues) == 1 {
+				return activities.PollResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+			}
+			return activities.PollResult{Batches: 1}, nil
+		})
+	env.ExecuteWorkflow(PollerWorkflow, contract.PollerInput{Topic: "t", Group: "g", RunsBeforeContinue: 2, PollRunFor: time.Minute})
+	require.True(t, env.IsWorkflowCompleted())
+	require.True(t, workflow.IsContinueAsNewError(env.GetWorkflowError()), "want continue-as-new, got %v", env.GetWorkflowError())
+	poll := contract.PollTaskQueue("default-test-taskqueue")
+	require.Equal(t, []string{poll, "default-test-taskqueue", poll}, queues)
+}
+
+// Any other failure of a poll on the poll queue fails the workflow as it
+// did before (the keeper starts it again): only a poll that never started
+// moves to the main task queue.
+func TestPollerOnlyScheduleToStartFallsBack(t *testing.T) {
+	env, a := newPollerEnv()
+	var queues []string
+	env.OnActivity(a.Poll, mock.Anything, mock.Anything).
+		Return(func(ctx context.Context, _ activities.PollInput) (activities.PollResult, error) {
+			queues = append(queues, activity.GetInfo(ctx).TaskQueue)
+			return activities.PollResult{}, temporal.NewNonRetryableApplicationError("bad", contract.ErrTypeBadInput, nil)
+		})
+	env.ExecuteWorkflow(PollerWorkflow, contract.PollerInput{Topic: "t", Group: "g", RunsBeforeContinue: 2, PollRunFor: time.Minute})
+	require.True(t, env.IsWorkflowCompleted())
+	require.Error(t, env.GetWorkflowError())
+	require.Equal(t, []string{contract.PollTaskQueue("default-test-taskqueue")}, queues)
 }

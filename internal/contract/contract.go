@@ -188,6 +188,12 @@ func PollerWorkflowID(topic, group string, index int) string {
 	return "poller-" + topic + "-" + group + "-" + strconv.Itoa(index)
 }
 
+// PollTaskQueue is the task queue the poller workflows schedule their poll
+// activities on (new executions; see workflows.PollerWorkflow): every
+// worker hosts the Poll activity there with a single slot, so a fleet with
+// at least as many workers as pollers runs one poll per worker.
+func PollTaskQueue(taskQueue string) string { return taskQueue + "-poll" }
+
 // RecordWorkflowID maps a message key to its workflow ID. The key is a
 // device-local record ID, never patient data.
 func RecordWorkflowID(prefix, key string) string {
