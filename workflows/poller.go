@@ -50,7 +50,8 @@ const (
 // as pollers every worker runs one. A poll nobody takes within
 // PollQueueWait (more pollers than workers, or no worker serving the poll
 // queue) runs on the main task queue, on any worker, as before the poll
-// queue existed; its next run is offered on the poll queue again.
+// queue existed (in a new run, see below); the run's next poll is offered
+// on the poll queue again.
 func PollerWorkflow(ctx workflow.Context, in contract.PollerInput) error {
 	runs := in.RunsBeforeContinue
 	if runs <= 0 {
@@ -102,16 +103,26 @@ func PollerWorkflow(ctx workflow.Context, in contract.PollerInput) error {
 		cancel()
 		return fut.Get(ctx, nil)
 	}
-	for i := 0; i < runs && !stopped; i++ {
-		var err error
-		if pollQueueCtx != nil {
-			err = poll(pollQueueCtx)
-			if !stopped && isScheduleToStartTimeout(err) {
-				workflow.GetLogger(ctx).Info("no free poll slot on the poll queue: polling on the main task queue", "index", in.Index, "waited", PollQueueWait)
-				err = poll(actx)
-			}
-		} else {
-			err = poll(actx)
+	// A poll that found no free poll slot ends the run, and the next run
+	// polls on the main task queue first. Retrying it on the main queue
+	// within this run would be simpler, but a build from before the poll
+	// queue replaying such a history (a rollback moves the running pollers
+	// onto it) would fail the poll's timeout where the history goes on
+	// with another poll: a non-determinism error on every workflow task,
+	// a poller stuck until someone terminates it. It replays a history
+	// whose polls all started (their task queue is not compared), and a
+	// run that ends right after the timeout is never replayed.
+	noSlot := false
+	for i := 0; i < runs && !stopped && !noSlot; i++ {
+		octx := actx
+		if pollQueueCtx != nil && !(i == 0 && in.MainQueueFirst) {
+			octx = pollQueueCtx
+		}
+		err := poll(octx)
+		if octx == pollQueueCtx && !stopped && isScheduleToStartTimeout(err) {
+			workflow.GetLogger(ctx).Info("no free poll slot on the poll queue: the next run polls on the main task queue first", "index", in.Index, "waited", PollQueueWait)
+			noSlot = true
+			continue
 		}
 		if err != nil && !(stopped && temporal.IsCanceledError(err)) {
 			return err
@@ -121,7 +132,9 @@ func PollerWorkflow(ctx workflow.Context, in contract.PollerInput) error {
 		workflow.GetLogger(ctx).Info("poller stopped by signal", "topic", in.Topic, "group", in.Group, "index", in.Index)
 		return nil
 	}
-	return workflow.NewContinueAsNewError(ctx, PollerWorkflow, in)
+	next := in
+	next.MainQueueFirst = noSlot
+	return workflow.NewContinueAsNewError(ctx, PollerWorkflow, next)
 }
 
 func isScheduleToStartTimeout(err error) bool {

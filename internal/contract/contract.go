@@ -179,6 +179,11 @@ type PollerInput struct {
 	// PollRunFor is how long one poll activity runs before returning
 	// control to the workflow. Zero means 5 minutes.
 	PollRunFor time.Duration
+	// MainQueueFirst makes the run's first poll go to the main task queue
+	// instead of the poll queue: set by a run whose poll found no free
+	// poll slot (workflows.PollerWorkflow). Builds from before the poll
+	// queue ignore it.
+	MainQueueFirst bool `json:",omitempty"`
 }
 
 // PollerWorkflowID is stable per (topic, group, index) so that every worker

@@ -2,7 +2,6 @@ package workerapp
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -124,8 +123,9 @@ func TestPollsSpreadOverWorkers(t *testing.T) {
 }
 
 // One worker, two pollers: the worker's single poll-queue slot takes one
-// poll; the other waits workflows.PollQueueWait and runs on the main task
-// queue, so the lone worker runs both, as before the poll queue.
+// poll; the other waits workflows.PollQueueWait, its run continues as new
+// and the new run polls on the main task queue first, so the lone worker
+// runs both, as before the poll queue.
 func TestLoneWorkerRunsEveryPoll(t *testing.T) {
 	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, map[string]string{"SYNCBRIDGE_POLLERS": "2"})
 	w := p.worker(Options{Identity: "lone-w1", PollRunFor: 8 * time.Second})
@@ -133,33 +133,65 @@ func TestLoneWorkerRunsEveryPoll(t *testing.T) {
 		m := p.runningPolls()
 		return len(m) == 2 && m[0] == "lone-w1" && m[1] == "lone-w1"
 	})
-	var fallbacks int
-	for i := 0; i < 2; i++ {
-		queues, unstarted := p.pollQueues(i)
-		t.Logf("poller %d: polls scheduled on %v, %d not started in time", i, queues, unstarted)
-		fallbacks += unstarted
-		if !slices.Contains(queues, contract.PollTaskQueue(p.env.TaskQueue)) {
-			t.Errorf("poller %d never offered a poll on the poll queue: %v", i, queues)
+	// The poller whose poll moved: its run polls on the main task queue
+	// first, and the run before it ended at a poll that never started.
+	cfg := p.config()
+	var id, mainFirst, timedOut string
+	for i := 0; i < 2 && mainFirst == ""; i++ {
+		wid := contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, i)
+		d, err := p.env.Client.DescribeWorkflowExecution(context.Background(), wid, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		run := d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+		evs := p.runHistory(wid, run)
+		var queues []string
+		for _, ev := range evs {
+			if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+				queues = append(queues, a.GetTaskQueue().GetName())
+			}
+		}
+		t.Logf("poller %d: latest run scheduled its polls on %v", i, queues)
+		if len(queues) > 0 && queues[0] == p.env.TaskQueue {
+			id, mainFirst = wid, run
+			timedOut = evs[0].GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId()
 		}
 	}
-	if fallbacks == 0 {
-		t.Fatal("no poll moved to the main task queue, yet one worker ran two")
+	if id == "" {
+		t.Fatal("no poller polls on the main task queue, yet one worker runs two")
 	}
+	if timedOut == "" {
+		t.Fatal("the poller on the main task queue did not continue from an earlier run")
+	}
+	var unstarted int
+	for _, ev := range p.runHistory(id, timedOut) {
+		if a := ev.GetActivityTaskTimedOutEventAttributes(); a != nil &&
+			a.GetFailure().GetTimeoutFailureInfo().GetTimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
+			unstarted++
+		}
+	}
+	if unstarted != 1 {
+		t.Fatalf("the run before the main-queue one has %d polls that never started, want 1", unstarted)
+	}
+
 	msgs := generate(syncevent.GenOptions{Count: 100, Seed: 20, KeyPrefix: "lone-"})
 	ids := p.publish(msgs)
 	p.waitDrained(len(msgs), 3*time.Minute)
 	p.verify(expect(t, msgs, ids))
+	// Let the main-queue run go on to its next poll, offered on the poll
+	// queue again, so its recorded history shows both.
+	waitFor(t, time.Minute, "the main-queue run's second poll", func() bool {
+		n := 0
+		for _, ev := range p.runHistory(id, mainFirst) {
+			if ev.GetActivityTaskScheduledEventAttributes() != nil {
+				n++
+			}
+		}
+		return n >= 2
+	})
 	if err := w.stop(); err != nil {
 		t.Fatalf("worker stop: %v", err)
 	}
-	// The poller whose poll moved: its history holds the timeout and the
-	// poll on the main task queue.
-	cfg := p.config()
-	for i := 0; i < 2; i++ {
-		if _, unstarted := p.pollQueues(i); unstarted > 0 {
-			p.replayLive(contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, i), "poller_poll_queue_fallback.json")
-			return
-		}
-	}
-	t.Fatal(fmt.Sprint("no poller with a fallback in its latest run"))
+	p.replayRun(id, timedOut, "poller_poll_queue_timeout.json")
+	p.replayRun(id, mainFirst, "poller_poll_queue_main_first.json")
 }
