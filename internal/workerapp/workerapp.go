@@ -73,6 +73,9 @@ type Options struct {
 	// SDK's pid@host (tests run several workers in one process and tell
 	// them apart by it in histories).
 	Identity string
+	// NoPollQueue leaves the poll-queue worker out: tests stand up a
+	// build from before the poll queue (a rollback's target).
+	NoPollQueue bool
 }
 
 // Register adds the pipeline's workflows and activities to w. Shared with
@@ -356,6 +359,9 @@ func (p *process) buildWorker() {
 	// matching for a minute like any other, so in a steady fleet every
 	// busy worker would have one waiting and a restarted poll would land
 	// on a random worker again.
+	if p.o.NoPollQueue {
+		return
+	}
 	p.pollWorker = worker.New(p.tc, contract.PollTaskQueue(cfg.Temporal.TaskQueue), worker.Options{
 		// The same Worker Deployment version as the main worker: the
 		// poller's poll activities are dispatched to its workflow's
@@ -378,7 +384,11 @@ const pollActivityName = "Poll"
 // letting its in-flight activities finish (up to StopTimeout).
 func (p *process) stopWorkers() {
 	done := make(chan struct{})
-	go func() { defer close(done); p.pollWorker.Stop() }()
+	if p.pollWorker == nil {
+		close(done)
+	} else {
+		go func() { defer close(done); p.pollWorker.Stop() }()
+	}
 	p.worker.Stop()
 	<-done
 }
@@ -485,9 +495,11 @@ func (p *process) startPolling(ctx context.Context) error {
 	if err := p.worker.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
-	if err := p.pollWorker.Start(); err != nil {
-		p.worker.Stop()
-		return fmt.Errorf("start poll-queue worker: %w", err)
+	if p.pollWorker != nil {
+		if err := p.pollWorker.Start(); err != nil {
+			p.worker.Stop()
+			return fmt.Errorf("start poll-queue worker: %w", err)
+		}
 	}
 	if cfg.Versioning.Enabled {
 		go reportVersionRouting(ctx, p.tc, cfg.Versioning, p.log) // versioning.go
