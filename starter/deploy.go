@@ -415,9 +415,12 @@ func ramp(ctx context.Context, e *env, d deployment, build string, pct float64, 
 // task queue missing: build is from before the poll queue. The server
 // refuses to route to a version that lacks a task queue the current one
 // serves (it would strand that queue's tasks) unless told to ignore it; for
-// the poll queue that is safe, the pollers' polls that find no poll-queue
-// worker move to the main task queue after workflows.PollQueueWait. Any
-// other missing queue is left to the server's refusal.
+// the poll queue that is safe: such a build's pollers poll on the main task
+// queue, and a poll left waiting on the poll queue times out after
+// workflows.PollQueueWait (its poller fails and the workers' keeper starts
+// it again, or, on a build that has the poll queue's code, it moves to the
+// main task queue). Any other missing queue is left to the server's
+// refusal.
 func onlyPollQueueMissing(ctx context.Context, e *env, d deployment, build string) (bool, error) {
 	cur := d.current()
 	if cur == "" || build == "" || build == cur {
