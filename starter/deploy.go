@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+
+	"github.com/syncbridge/syncbridge/internal/contract"
 )
 
 // UnversionedBuild names "no version" in current and ramp: routing back to
@@ -362,10 +364,15 @@ func setCurrent(ctx context.Context, e *env, d deployment, build string, allowNo
 	if build != "" && d.version(build) == nil {
 		return fmt.Errorf("build %q is not a version of deployment %s (start its workers with SYNCBRIDGE_VERSIONING=true and SYNCBRIDGE_BUILD_ID=%s first; 'starter deploy list' shows the versions)", build, d.name, build)
 	}
-	err := retryBusy(ctx, func() error {
+	ignore, err := onlyPollQueueMissing(ctx, e, d, build)
+	if err != nil {
+		return err
+	}
+	err = retryBusy(ctx, func() error {
 		_, err := e.tc.WorkerDeploymentClient().GetHandle(d.name).SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{
-			BuildID:        build,
-			AllowNoPollers: allowNoPollers,
+			BuildID:                 build,
+			AllowNoPollers:          allowNoPollers,
+			IgnoreMissingTaskQueues: ignore,
 		})
 		return err
 	})
@@ -386,9 +393,13 @@ func ramp(ctx context.Context, e *env, d deployment, build string, pct float64, 
 	if build != "" && d.version(build) == nil {
 		return fmt.Errorf("build %q is not a version of deployment %s ('starter deploy list' shows the versions)", build, d.name)
 	}
-	err := retryBusy(ctx, func() error {
+	ignore, err := onlyPollQueueMissing(ctx, e, d, build)
+	if err != nil {
+		return err
+	}
+	err = retryBusy(ctx, func() error {
 		_, err := e.tc.WorkerDeploymentClient().GetHandle(d.name).SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{
-			BuildID: build, Percentage: float32(pct), AllowNoPollers: allowNoPollers,
+			BuildID: build, Percentage: float32(pct), AllowNoPollers: allowNoPollers, IgnoreMissingTaskQueues: ignore,
 		})
 		return err
 	})
@@ -397,6 +408,59 @@ func ramp(ctx context.Context, e *env, d deployment, build string, pct float64, 
 	}
 	e.printf("ramping: %s at %g%% (current %s)\n", orUnversioned(build), pct, orUnversioned(d.current()))
 	return nil
+}
+
+// onlyPollQueueMissing tells whether the current version's workers poll
+// the poll queue (contract.PollTaskQueue) and build's do not, with no other
+// task queue missing: build is from before the poll queue. The server
+// refuses to route to a version that lacks a task queue the current one
+// serves (it would strand that queue's tasks) unless told to ignore it; for
+// the poll queue that is safe: such a build's pollers poll on the main task
+// queue, and a poll left waiting on the poll queue times out after
+// workflows.PollQueueWait (its poller fails and the workers' keeper starts
+// it again, or, on a build that has the poll queue's code, it moves to the
+// main task queue). Any other missing queue is left to the server's
+// refusal.
+func onlyPollQueueMissing(ctx context.Context, e *env, d deployment, build string) (bool, error) {
+	cur := d.current()
+	if cur == "" || build == "" || build == cur {
+		return false, nil
+	}
+	h := e.tc.WorkerDeploymentClient().GetHandle(d.name)
+	queues := func(b string) (map[string]bool, error) {
+		v, err := h.DescribeVersion(ctx, client.WorkerDeploymentDescribeVersionOptions{BuildID: b})
+		if err != nil {
+			return nil, fmt.Errorf("describe version %s: %w", b, err)
+		}
+		m := map[string]bool{}
+		for _, q := range v.Info.TaskQueuesInfos {
+			m[q.Name] = true
+		}
+		return m, nil
+	}
+	had, err := queues(cur)
+	if err != nil {
+		return false, err
+	}
+	has, err := queues(build)
+	if err != nil {
+		return false, err
+	}
+	pollQueue := contract.PollTaskQueue(e.cfg.Temporal.TaskQueue)
+	missing := false
+	for q := range had {
+		if has[q] {
+			continue
+		}
+		if q != pollQueue {
+			return false, nil
+		}
+		missing = true
+	}
+	if missing {
+		e.printf("%s runs no worker on the poll queue %s (a build from before it): the pollers poll on %s there\n", build, pollQueue, e.cfg.Temporal.TaskQueue)
+	}
+	return missing, nil
 }
 
 func stopRamp(ctx context.Context, e *env, d deployment) error {

@@ -107,16 +107,20 @@ func (h *harness) mustStarter(args ...string) string {
 // or the test ends.
 func (h *harness) worker() (stop func()) {
 	h.t.Helper()
+	return h.workerWith(workerapp.Options{})
+}
+
+// workerWith is worker with o's test knobs (logger, run length and
+// readiness are set here).
+func (h *harness) workerWith(o workerapp.Options) (stop func()) {
+	h.t.Helper()
 	cfg := h.config()
 	ready := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- workerapp.Run(ctx, cfg, workerapp.Options{
-			Logger:     h.env.Logger,
-			PollRunFor: 20 * time.Second,
-			Ready:      func(string) { close(ready) },
-		})
+		o.Logger, o.PollRunFor, o.Ready = h.env.Logger, 20*time.Second, func(string) { close(ready) }
+		done <- workerapp.Run(ctx, cfg, o)
 	}()
 	select {
 	case <-ready:

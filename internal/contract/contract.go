@@ -179,6 +179,11 @@ type PollerInput struct {
 	// PollRunFor is how long one poll activity runs before returning
 	// control to the workflow. Zero means 5 minutes.
 	PollRunFor time.Duration
+	// MainQueueFirst makes the run's first poll go to the main task queue
+	// instead of the poll queue: set by a run whose poll found no free
+	// poll slot (workflows.PollerWorkflow). Builds from before the poll
+	// queue ignore it.
+	MainQueueFirst bool `json:",omitempty"`
 }
 
 // PollerWorkflowID is stable per (topic, group, index) so that every worker
@@ -187,6 +192,12 @@ type PollerInput struct {
 func PollerWorkflowID(topic, group string, index int) string {
 	return "poller-" + topic + "-" + group + "-" + strconv.Itoa(index)
 }
+
+// PollTaskQueue is the task queue the poller workflows schedule their poll
+// activities on (new executions; see workflows.PollerWorkflow): every
+// worker hosts the Poll activity there with a single slot, so a fleet with
+// at least as many workers as pollers runs one poll per worker.
+func PollTaskQueue(taskQueue string) string { return taskQueue + "-poll" }
 
 // RecordWorkflowID maps a message key to its workflow ID. The key is a
 // device-local record ID, never patient data.

@@ -20,7 +20,13 @@ const UpdateHistoryEnv = "SYNCBRIDGE_UPDATE_HISTORY"
 // fails here before it can break running workflows.
 func (p *pipe) replayLive(workflowID, saveAs string) {
 	p.t.Helper()
-	h := historypb.History{Events: p.history(workflowID)}
+	p.replayRun(workflowID, "", saveAs)
+}
+
+// replayRun is replayLive for one run of the workflow ("": the latest).
+func (p *pipe) replayRun(workflowID, runID, saveAs string) {
+	p.t.Helper()
+	h := historypb.History{Events: p.runHistory(workflowID, runID)}
 	var o worker.WorkflowReplayerOptions
 	if p.env.Codec != nil { // decode with the test's key, as a worker would
 		o.DataConverter = p.env.Codec.DataConverter()
@@ -50,7 +56,13 @@ func (p *pipe) replayLive(workflowID, saveAs string) {
 // history returns the events of a workflow's latest run.
 func (p *pipe) history(workflowID string) []*historypb.HistoryEvent {
 	p.t.Helper()
-	it := p.env.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
+	return p.runHistory(workflowID, "")
+}
+
+// runHistory returns the events of one run of a workflow ("": the latest).
+func (p *pipe) runHistory(workflowID, runID string) []*historypb.HistoryEvent {
+	p.t.Helper()
+	it := p.env.Client.GetWorkflowHistory(context.Background(), workflowID, runID, false, 0)
 	var evs []*historypb.HistoryEvent
 	for it.HasNext() {
 		ev, err := it.Next()

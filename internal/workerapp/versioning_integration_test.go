@@ -308,15 +308,44 @@ func (v *versioned) checkPollers() {
 	cfg := v.config()
 	id := contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, 0)
 	builds := map[string]int{}
+	// Polls scheduled on the poll queue, by scheduled event ID; true once
+	// started. The poll-queue workers join their build's version like the
+	// main ones, so the polls start there: were they not dispatched, each
+	// would wait out its ScheduleToStart and move to the main queue.
+	pollQueue := map[int64]bool{}
+	var unstarted int
 	for _, ev := range v.history(id).GetEvents() {
 		switch ev.GetEventType() {
 		case enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED:
 			v.t.Fatalf("poller %s: workflow task failed: %s", id, ev.GetWorkflowTaskFailedEventAttributes().GetFailure().GetMessage())
 		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
 			builds[taskBuild(ev.GetWorkflowTaskCompletedEventAttributes())]++
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			if ev.GetActivityTaskScheduledEventAttributes().GetTaskQueue().GetName() == contract.PollTaskQueue(v.env.TaskQueue) {
+				pollQueue[ev.GetEventId()] = false
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			if sid := ev.GetActivityTaskStartedEventAttributes().GetScheduledEventId(); len(pollQueue) > 0 {
+				if _, ok := pollQueue[sid]; ok {
+					pollQueue[sid] = true
+				}
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_TIMED_OUT:
+			if ev.GetActivityTaskTimedOutEventAttributes().GetFailure().GetTimeoutFailureInfo().GetTimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
+				unstarted++
+			}
 		}
 	}
-	v.t.Logf("poller workflow tasks by build: %v", builds)
+	started := 0
+	for _, ok := range pollQueue {
+		if ok {
+			started++
+		}
+	}
+	v.t.Logf("poller workflow tasks by build: %v; polls on the poll queue: %d scheduled, %d started, %d never started", builds, len(pollQueue), started, unstarted)
+	if started == 0 {
+		v.t.Fatalf("poller %s: no poll started on the poll queue in its latest run", id)
+	}
 }
 
 // proveIncompatible replays a build 1 record's history with build 2's

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
 	sdklog "go.temporal.io/sdk/log"
@@ -68,6 +69,13 @@ type Options struct {
 	// NoticeHook, if set, runs before each record notice is started
 	// (tests hold notices there to stand for a crash after the commit).
 	NoticeHook func(context.Context, store.Notice)
+	// Identity, if set, is the Temporal client's identity instead of the
+	// SDK's pid@host (tests run several workers in one process and tell
+	// them apart by it in histories).
+	Identity string
+	// NoPollQueue leaves the poll-queue worker out: tests stand up a
+	// build from before the poll queue (a rollback's target).
+	NoPollQueue bool
 }
 
 // Register adds the pipeline's workflows and activities to w. Shared with
@@ -109,10 +117,15 @@ func PayloadCodec(cfg config.Config) (*codec.AESGCM, error) {
 
 // Dial connects a Temporal client with the pipeline's converter.
 func Dial(ctx context.Context, cfg config.Config, log *slog.Logger, mh client.MetricsHandler) (client.Client, error) {
+	return dial(ctx, cfg, log, mh, "")
+}
+
+func dial(ctx context.Context, cfg config.Config, log *slog.Logger, mh client.MetricsHandler, identity string) (client.Client, error) {
 	o, err := clientOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
+	o.Identity = identity
 	o.HostPort = cfg.Temporal.Address
 	o.Namespace = cfg.Temporal.Namespace
 	o.Logger = sdklog.NewStructuredLogger(slog.New(demoteExpectedOutcomes(log.Handler()))) // sdklog.go
@@ -163,7 +176,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	<-ctx.Done()
 	p.log.Info("stopping worker: finishing in-flight activities and the long poll in progress", "pollWait", cfg.Pipeline.PollWait, "timeout", StopTimeout)
-	p.worker.Stop()
+	p.stopWorkers()
 	p.log.Info("worker stopped")
 	return nil
 }
@@ -187,6 +200,8 @@ type process struct {
 	health   *Health
 	notices  *activities.Notices
 	worker   worker.Worker
+	// pollWorker serves the poll queue (buildWorker).
+	pollWorker worker.Worker
 	// metricsAddr is where /metrics listens; "" when disabled.
 	metricsAddr string
 
@@ -229,7 +244,7 @@ func (p *process) openDatabase(ctx context.Context) error {
 
 // dialTemporal connects the client, its SDK metrics in the registry.
 func (p *process) dialTemporal(ctx context.Context) error {
-	tc, err := Dial(ctx, p.cfg, p.log, sdktally.NewMetricsHandler(p.reg.Root))
+	tc, err := dial(ctx, p.cfg, p.log, sdktally.NewMetricsHandler(p.reg.Root), p.o.Identity)
 	if err != nil {
 		return err
 	}
@@ -331,6 +346,51 @@ func (p *process) buildWorker() {
 	} else {
 		Register(p.worker, acts)
 	}
+
+	// The poll queue (contract.PollTaskQueue; workflows.PollerWorkflow):
+	// only the Poll activity, one at a time. With its slot taken this
+	// worker stops polling the queue, so the next poll scheduled there goes
+	// to a worker that runs none, and the drain's work (records start on
+	// the worker whose poll handed them over) spreads over the fleet. The
+	// polls a fleet cannot place one per worker wait PollQueueWait and run
+	// on the main task queue, whose activity slots above still count
+	// every poller. A slot supplier that hands out further slots after a
+	// delay was considered: its extra pollers, once granted, wait in
+	// matching for a minute like any other, so in a steady fleet every
+	// busy worker would have one waiting and a restarted poll would land
+	// on a random worker again.
+	if p.o.NoPollQueue {
+		return
+	}
+	p.pollWorker = worker.New(p.tc, contract.PollTaskQueue(cfg.Temporal.TaskQueue), worker.Options{
+		// The same Worker Deployment version as the main worker: the
+		// poller's poll activities are dispatched to its workflow's
+		// version when the poll queue belongs to it.
+		DeploymentOptions:                  deploymentOptions(cfg.Versioning),
+		WorkerStopTimeout:                  StopTimeout,
+		MaxHeartbeatThrottleInterval:       activities.HeartbeatSendEvery,
+		DisableEagerActivities:             true,
+		MaxConcurrentActivityExecutionSize: 1,
+		MaxConcurrentActivityTaskPollers:   1,
+	})
+	p.pollWorker.RegisterActivityWithOptions(acts.Poll, activity.RegisterOptions{Name: pollActivityName})
+}
+
+// pollActivityName is the name the Poll method registers under with the
+// whole Activities struct (workers) and is scheduled by (the workflow).
+const pollActivityName = "Poll"
+
+// stopWorkers stops the main and the poll-queue workers together, each
+// letting its in-flight activities finish (up to StopTimeout).
+func (p *process) stopWorkers() {
+	done := make(chan struct{})
+	if p.pollWorker == nil {
+		close(done)
+	} else {
+		go func() { defer close(done); p.pollWorker.Stop() }()
+	}
+	p.worker.Stop()
+	<-done
 }
 
 // activities are the pipeline's activities over the process's parts, and
@@ -435,6 +495,12 @@ func (p *process) startPolling(ctx context.Context) error {
 	if err := p.worker.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	if p.pollWorker != nil {
+		if err := p.pollWorker.Start(); err != nil {
+			p.worker.Stop()
+			return fmt.Errorf("start poll-queue worker: %w", err)
+		}
+	}
 	if cfg.Versioning.Enabled {
 		go reportVersionRouting(ctx, p.tc, cfg.Versioning, p.log) // versioning.go
 	}
@@ -445,7 +511,7 @@ func (p *process) startPolling(ctx context.Context) error {
 		}
 		stopKeeper, err := keepPollers(ctx, p.tc, p.st, cfg, p.o.PollRunFor, every, p.log)
 		if err != nil {
-			p.worker.Stop()
+			p.stopWorkers()
 			return err
 		}
 		p.onClose(stopKeeper)
