@@ -31,8 +31,12 @@ const (
 	// long has no worker with a free poll slot: more pollers than workers
 	// (every worker's single slot is busy), or a rolled-back build that
 	// runs no poll-queue worker at all. ScheduleToStart covers only the
-	// wait before a start: a poll that started runs its full RunFor.
-	PollQueueWait = 5 * time.Second
+	// wait before a start: a poll that started runs its full RunFor. It
+	// is short because a lone worker (the default: one worker, two
+	// pollers) loses it at start and every other run of its second
+	// poller; a poll that only missed a slot by a hiccup (a server
+	// restart) just runs on the main queue for one run.
+	PollQueueWait = time.Second
 )
 
 // PollerWorkflow keeps one poller activity running for a topic/group. The
