@@ -94,3 +94,29 @@ func TestBenchTableUntimed(t *testing.T) {
 		}
 	}
 }
+
+// Each fleet size's rate is taken over all its runs (the mirror order runs
+// each twice), and every run is set against one worker's combined rate.
+func TestBenchTableCombinesMirrorRuns(t *testing.T) {
+	phases := []BenchPhase{
+		{Name: "per-key, 1 worker", Workers: 1, Messages: 300, Took: 2 * time.Second},
+		{Name: "per-key, 3 workers", Workers: 3, Messages: 300, Took: 3 * time.Second},
+		{Name: "per-key, 3 workers", Workers: 3, Messages: 300, Took: 3 * time.Second},
+		{Name: "per-key, 1 worker", Workers: 1, Messages: 300, Took: 4 * time.Second},
+		{Name: "flood, 3 workers", Workers: 3, Flood: true, Messages: 900, Took: time.Second},
+	}
+	rates := PerKeyRates(phases)
+	if len(rates) != 2 || rates[1] != 100 || rates[3] != 100 {
+		t.Fatalf("rates %v, want 1 and 3 workers at 100 msg/s (600 messages in 6 s each), flood left out", rates)
+	}
+	got := BenchTable(phases)
+	for _, want := range []string{
+		"| per-key, 1 worker | 300 | 2s | 150.0 | 1.50 |",
+		"| per-key, 1 worker | 300 | 4s | 75.0 | 0.75 |",
+		"per-key over all runs of each fleet size: 1 worker(s) 100.0 msg/s (1.00) 3 worker(s) 100.0 msg/s (1.00)\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("table lacks %q:\n%s", want, got)
+		}
+	}
+}
