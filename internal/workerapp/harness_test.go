@@ -77,6 +77,9 @@ func (p *pipe) worker(o Options) *running {
 	if o.PollRunFor == 0 {
 		o.PollRunFor = 20 * time.Second
 	}
+	if o.DeadlockDetectionTimeout == 0 {
+		o.DeadlockDetectionTimeout = 10 * time.Second
+	}
 	ready := make(chan string, 1)
 	o.Ready = func(addr string) { ready <- addr }
 	ctx, cancel := context.WithCancel(context.Background())

@@ -76,6 +76,12 @@ type Options struct {
 	// NoPollQueue leaves the poll-queue worker out: tests stand up a
 	// build from before the poll queue (a rollback's target).
 	NoPollQueue bool
+	// DeadlockDetectionTimeout, if set, replaces the SDK's 1 s limit on a
+	// workflow task's run between yields. The test harness raises it: on
+	// a 2-core CI machine under -race, with the embedded server and
+	// MariaDB in the same test, a workflow task was once descheduled for
+	// over a second and the SDK failed it as a deadlock.
+	DeadlockDetectionTimeout time.Duration
 }
 
 // Register adds the pipeline's workflows and activities to w. Shared with
@@ -338,6 +344,7 @@ func (p *process) buildWorker() {
 		DisableEagerActivities: true,
 		// Poll activities hold a slot for minutes; keep room for inserts.
 		MaxConcurrentActivityExecutionSize: 4*cfg.DB.MaxOpenConns + cfg.Pipeline.Pollers + 8,
+		DeadlockDetectionTimeout:           p.o.DeadlockDetectionTimeout,
 	})
 	acts := p.activities()
 	if p.o.RecordWorkflow != nil {
