@@ -81,26 +81,57 @@ func TestPollsSpreadOverWorkers(t *testing.T) {
 		return slices.Equal(got, names)
 	}
 	waitFor(t, 2*time.Minute, "one poll on each worker", func() bool { return spread(p.runningPolls()) })
-	// Two more rounds of restarts: whenever all three run, they run on
-	// three workers.
-	samples := 0
-	for end := time.Now().Add(2*runFor + 4*time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
-		if m := p.runningPolls(); len(m) == 3 {
-			samples++
-			if !spread(m) {
-				t.Fatalf("polls running on %v, want one on each of %v", m, names)
+	// Two more rounds of restarts: whenever all three run on the poll
+	// queue, they run on three workers. A poll that missed a slot by a
+	// hiccup (its worker's poller slow to come back for longer than
+	// PollQueueWait, as on a saturated CI machine) runs its next run on the
+	// main task queue, where it may share a worker; such samples are
+	// counted apart, and the spread must come back after them.
+	mainQueueLatest := func() []int {
+		var on []int
+		for i := 0; i < 3; i++ {
+			if queues, _ := p.pollQueues(i); len(queues) > 0 && queues[len(queues)-1] == p.env.TaskQueue {
+				on = append(on, i)
 			}
 		}
+		return on
 	}
-	if samples < 5 {
-		t.Fatalf("only %d samples had all three polls running", samples)
-	}
-	for i := 0; i < 3; i++ {
-		queues, _ := p.pollQueues(i)
-		if len(queues) < 2 || queues[len(queues)-1] != contract.PollTaskQueue(p.env.TaskQueue) {
-			t.Fatalf("poller %d scheduled its polls on %v, want the latest on %s", i, queues, contract.PollTaskQueue(p.env.TaskQueue))
+	// A sample that shares a worker with no poller on the main queue may
+	// be a race between the describe and the history reads (a run ending
+	// in between); one that persists for three samples is the bug.
+	samples, fallbacks, unexplained := 0, 0, 0
+	for end := time.Now().Add(2*runFor + 4*time.Second); time.Now().Before(end); time.Sleep(300 * time.Millisecond) {
+		m := p.runningPolls()
+		if len(m) != 3 {
+			continue
 		}
+		if spread(m) {
+			samples++
+			unexplained = 0
+			continue
+		}
+		if on := mainQueueLatest(); len(on) > 0 {
+			fallbacks++
+			unexplained = 0
+			t.Logf("polls running on %v while pollers %v poll on the main task queue", m, on)
+			continue
+		}
+		if unexplained++; unexplained == 3 {
+			t.Fatalf("polls running on %v, all on the poll queue, in three samples in a row: want one on each of %v", m, names)
+		}
+		t.Logf("polls running on %v, none on the main task queue: sampling again", m)
 	}
+	if samples < 5 || fallbacks > samples {
+		t.Fatalf("%d samples had all three polls running on three workers, %d shared a worker after a missed slot", samples, fallbacks)
+	}
+	waitFor(t, 2*runFor+time.Minute, "every poller's latest poll on the poll queue, after a restart within its run", func() bool {
+		for i := 0; i < 3; i++ {
+			if queues, _ := p.pollQueues(i); len(queues) < 2 || queues[len(queues)-1] != contract.PollTaskQueue(p.env.TaskQueue) {
+				return false
+			}
+		}
+		return true
+	})
 
 	msgs := generate(syncevent.GenOptions{Count: 600, Seed: 19, KeyPrefix: "spread-"})
 	ids := p.publish(msgs)
