@@ -79,8 +79,10 @@ import (
 // unacked (the last no-op ack for the ceiling, the last ack for the plain
 // consumer), watched every 10 milliseconds. Process start-up (connecting,
 // migrating, starting the pollers) is a constant that a real backlog
-// amortises, so it is left out of every phase alike; the ratios compare
-// throughput. Ceiling, lean and legacy run twice, in mirror order (see
+// amortises, so it is left out of every phase alike: the pipeline's
+// consumes are held until all its pollers' polls run (benchPipeline), and
+// the loops without Temporal have none; the ratios compare throughput.
+// Ceiling, lean and legacy run twice, in mirror order (see
 // benchSequence), and their rates are taken over both runs.
 //
 // SYNCBRIDGE_BENCH_MESSAGES sets the backlog (default 2000: 80% distinct
@@ -317,9 +319,7 @@ type drainClock struct {
 
 // observe is called for every broker request of the drain.
 func (c *drainClock) observe(r *http.Request) {
-	// A consume is GET /topics/<topic>/messages; the readiness probe's
-	// GET of the endpoint itself does not count.
-	if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/messages") {
+	if isConsume(r) {
 		if c.first.CompareAndSwap(0, time.Now().UnixNano()) && c.meter != nil {
 			s := c.meter.Snapshot()
 			c.cpu0.Store(&s)
@@ -335,6 +335,13 @@ func (c *drainClock) cpuSince() []proccpu.Usage {
 		return nil
 	}
 	return c.meter.Since(*s)
+}
+
+// isConsume tells a consume (GET /topics/<topic>/messages) from other
+// broker calls; the readiness probe's GET of the endpoint itself is not
+// one.
+func isConsume(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/messages")
 }
 
 // waitAcked returns how long the drain took: it watches the emulator every
@@ -395,9 +402,24 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 	p.env.Logger = quietLogger()
 
 	// Count broker calls by fronting the emulator with a counting handler.
+	// The front also holds every consume until the worker's pollers all
+	// run (release, below): the drain is timed from the moment a running
+	// worker meets the backlog, as when gateways reopen on a running
+	// service, not from a worker's start, whose second poller on one
+	// worker starts about a second late (workflows.PollQueueWait and the
+	// server's timer) and would take a third of a 3 s flood drain.
 	var mqCalls atomic.Int64
 	clock := drainClock{meter: benchCPUMeter(b)}
+	var holding atomic.Bool
+	release := make(chan struct{})
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if holding.Load() && isConsume(r) {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		mqCalls.Add(1)
 		clock.observe(r)
 		p.env.MQ.ServeHTTP(w, r)
@@ -416,6 +438,7 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 	// Migrate before counting.
 	w := p.worker(Options{Logger: quietLogger()})
 	_ = w.stop()
+	holding.Store(true)
 
 	p.publish(msgs)
 	mqCalls.Store(0)
@@ -423,6 +446,11 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 	stmts0, trips0 := tap.statements.Load(), tap.trips.Load()
 	stopProfile := benchProfile(b, shape)
 	w = p.worker(Options{LegacyShape: legacy, Logger: quietLogger()})
+	pollers := p.config().Pipeline.Pollers
+	waitBench(b, 2*time.Minute, func() bool { return len(p.runningPolls()) == pollers })
+	mqCalls.Store(0)
+	holding.Store(false)
+	close(release)
 	elapsed := clock.waitAcked(b, shape, p, len(msgs), 30*time.Minute)
 	cpu := clock.cpuSince()
 	stopProfile()
