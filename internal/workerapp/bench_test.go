@@ -472,7 +472,7 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 	p.waitDrained(len(msgs), 5*time.Minute) // and every record run completed
 	// Every run this worker started must be listed before its lifetimes
 	// and histories are read: a cluster's visibility lags.
-	settleVisibility(b, p.env.Client, p.env.TaskQueue, int64(benchMetric(w.metricsAddr, "syncbridge_workflows_started_total")))
+	settleVisibility(b, p.env.Client, p.env.TaskQueue, int64(metricSum(b, w.metricsAddr, "syncbridge_workflows_started_total")))
 	p50, p90 := recordLifetimes(b, p.env.Client, p.env.TaskQueue)
 	stmts, trips := tap.statements.Load()-stmts0, tap.trips.Load()-trips0
 	_ = w.stop()
@@ -694,24 +694,6 @@ func settleVisibility(b *testing.B, c client.Client, taskQueue string, started i
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-// benchMetric reads an unlabelled counter from a worker's /metrics; 0 when
-// absent or unreadable.
-func benchMetric(addr, name string) float64 {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == name {
-			v, _ := strconv.ParseFloat(f[1], 64)
-			return v
-		}
-	}
-	return 0
 }
 
 // benchDupRate is the share of messages the emulator delivers twice in the

@@ -421,13 +421,13 @@ func TestTwoWorkersShareTheDrain(t *testing.T) {
 }
 
 // metricSum adds up every sample of a metric in a /metrics page.
-func metricSum(t *testing.T, addr, name string) float64 {
+func metricSum(t testing.TB, addr, name string) float64 {
 	t.Helper()
 	return metricLabelled(t, addr, name, "")
 }
 
 // metricLabelled sums the series of a metric whose labels contain label.
-func metricLabelled(t *testing.T, addr, name, label string) float64 {
+func metricLabelled(t testing.TB, addr, name, label string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
