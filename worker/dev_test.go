@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +28,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/store/storetest"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/testenv"
 )
 
 // These tests run the real `worker -dev` binary as a user would.
@@ -70,16 +70,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 type devProc struct {
 	cmd    *exec.Cmd
 	banner chan string
@@ -93,7 +83,7 @@ type devProc struct {
 type devAddrs struct{ temporal, ui, mq, mysql, metrics, codec string }
 
 func newAddrs(t *testing.T) devAddrs {
-	return devAddrs{freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)}
+	return devAddrs{testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t), testenv.FreeAddr(t)}
 }
 
 // startDev runs the binary and waits for its banner.

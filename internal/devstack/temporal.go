@@ -129,11 +129,17 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	if err != nil {
 		return nil, err
 	}
-	var uiAddr string
+	// The UI's port is held, not just checked, until the UI binds it after
+	// the server is up: a port released that early is free for anything
+	// else meanwhile (the server's own internal ports, any outgoing
+	// connection on the machine), and the UI server exits the process
+	// when its bind fails.
+	var uiLn net.Listener
 	if o.UIAddr != "" {
-		if uiAddr, err = reserveAddr(o.UIAddr, "Temporal Web UI"); err != nil {
+		if uiLn, err = holdAddr(o.UIAddr, "Temporal Web UI"); err != nil {
 			return nil, err
 		}
+		defer uiLn.Close() // a second Close, after startWebUI's, is harmless
 	}
 	host, portStr, _ := net.SplitHostPort(frontend)
 	port, _ := strconv.Atoi(portStr)
@@ -181,8 +187,8 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 		_ = t.Stop()
 		return nil, err
 	}
-	if uiAddr != "" {
-		ui, err := startWebUI(ctx, uiAddr, frontend, o.Namespace, o.UICodecEndpoint)
+	if uiLn != nil {
+		ui, err := startWebUI(ctx, uiLn, frontend, o.Namespace, o.UICodecEndpoint)
 		if err != nil {
 			_ = t.Stop()
 			return nil, err
@@ -235,23 +241,33 @@ func (t *Temporal) Stop() error {
 // free. The server's own listener failures end the process, so a clear error
 // here is the only chance to say which port and why.
 func reserveAddr(addr, what string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
+	ln, err := holdAddr(addr, what)
 	if err != nil {
-		return "", fmt.Errorf("devstack: %s address %q: %w", what, addr, err)
-	}
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
-	if err != nil {
-		return "", fmt.Errorf("devstack: %s address %s is not available (is another dev stack running? pick another port): %w",
-			what, addr, err)
+		return "", err
 	}
 	got := ln.Addr().String()
 	if err := ln.Close(); err != nil {
 		return "", fmt.Errorf("devstack: release probe listener on %s: %w", got, err)
 	}
 	return got, nil
+}
+
+// holdAddr listens on addr (port 0: a free port), an empty host meaning
+// 127.0.0.1, with the error a user can act on when the port is taken.
+func holdAddr(addr, what string) (net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("devstack: %s address %q: %w", what, addr, err)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, fmt.Errorf("devstack: %s address %s is not available (is another dev stack running? pick another port): %w",
+			what, addr, err)
+	}
+	return ln, nil
 }
 
 // freePort returns a port on host that was free a moment ago.

@@ -21,11 +21,13 @@ type webUI struct {
 	done chan struct{}
 }
 
-// startWebUI serves the UI on addr, which reserveAddr has just found free, and
-// returns once its health endpoint answers. The UI server binds inside its
-// blocking Start and exits the process if that fails, so the free-port check
-// before and the health check after are what make failures visible.
-func startWebUI(ctx context.Context, addr, frontend, namespace, codecEndpoint string) (*webUI, error) {
+// startWebUI serves the UI on held's address and returns once its health
+// endpoint answers. The UI server binds inside its blocking Start and exits
+// the process if that fails, and it cannot take a listener, so held is
+// closed only just before that bind: the window in which something else can
+// take the port is the few instructions between the two.
+func startWebUI(ctx context.Context, held net.Listener, frontend, namespace, codecEndpoint string) (*webUI, error) {
+	addr := held.Addr().String()
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("devstack: web UI address %q: %w", addr, err)
@@ -50,6 +52,9 @@ func startWebUI(ctx context.Context, addr, frontend, namespace, codecEndpoint st
 		Codec: uiconfig.Codec{Endpoint: codecEndpoint},
 	}))
 	ui := &webUI{srv: srv, url: "http://" + addr, done: make(chan struct{})}
+	if err := held.Close(); err != nil {
+		return nil, fmt.Errorf("devstack: release web UI port %s: %w", addr, err)
+	}
 	go func() {
 		defer close(ui.done)
 		_ = srv.Start() // returns nil once Stop closes it; bind failures exit inside

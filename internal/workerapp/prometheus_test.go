@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/monitoring"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/testenv"
 )
 
 // A real Prometheus scrapes a worker through a small drain with broker
@@ -194,7 +194,7 @@ scrape_configs:
 	}
 	var srv *promServer
 	for attempt := 0; attempt < 3 && srv == nil; attempt++ {
-		addr := freeAddr(t)
+		addr := testenv.FreeAddr(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cmd := exec.CommandContext(ctx, bin,
 			"--config.file="+cfgPath,
@@ -243,16 +243,6 @@ scrape_configs:
 		t.Fatal("prometheus did not start")
 	}
 	return srv
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // api GETs a Prometheus API path and decodes its data field into out.
