@@ -73,6 +73,21 @@ type Notices struct {
 
 	once  sync.Once
 	queue chan store.Notice
+
+	mu   sync.Mutex
+	held map[heldBatch]*heldCount // outbox batches with notices in memory
+}
+
+// heldBatch is an outbox batch under one claim ("" for the worker that
+// wrote it): the unit DeleteNotices removes.
+type heldBatch struct{ batch, claim string }
+
+// heldCount counts a batch's notices queued or being started; a batch is
+// deleted when that reaches 0, unless one of them was dropped or failed to
+// start (abandoned): its rows then wait for a sweep.
+type heldCount struct {
+	n         int
+	abandoned bool
 }
 
 // queueCap bounds the notices held in memory; past it they wait in the
@@ -94,18 +109,76 @@ func (n *Notices) linger() time.Duration {
 }
 
 func (n *Notices) init() {
-	n.once.Do(func() { n.queue = make(chan store.Notice, queueCap) })
+	n.once.Do(func() {
+		n.queue = make(chan store.Notice, queueCap)
+		n.held = map[heldBatch]*heldCount{}
+	})
+}
+
+// hold counts ns as held before any of them is queued, so a batch cannot
+// be delivered, and deleted, while the rest of its notices are still on
+// their way to the queue.
+func (n *Notices) hold(ns []store.Notice) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, x := range ns {
+		if x.Batch == "" {
+			continue
+		}
+		k := heldBatch{x.Batch, x.Claim}
+		c := n.held[k]
+		if c == nil {
+			c = &heldCount{}
+			n.held[k] = c
+		}
+		c.n++
+	}
+}
+
+// release uncounts ns, delivered (their run exists) or not, and returns
+// what of them may leave the outbox: the record_notices rows of delivered
+// ones, and one notice for each batch now fully delivered.
+func (n *Notices) release(ns []store.Notice, delivered bool) []store.Notice {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []store.Notice
+	for _, x := range ns {
+		if x.Batch == "" {
+			if delivered {
+				out = append(out, x)
+			}
+			continue
+		}
+		k := heldBatch{x.Batch, x.Claim}
+		c := n.held[k]
+		if c == nil {
+			continue
+		}
+		c.n--
+		if !delivered {
+			c.abandoned = true
+		}
+		if c.n == 0 {
+			delete(n.held, k)
+			if !c.abandoned {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
 }
 
 // Enqueue hands notices of committed messages to the starters. It never
 // blocks: what does not fit waits in the outbox for a sweep.
 func (n *Notices) Enqueue(ns []store.Notice) {
 	n.init()
+	n.hold(ns)
 	for _, x := range ns {
 		select {
 		case n.queue <- x:
 		default:
 			n.Metrics.NoticesDeferred.Inc(1)
+			n.release([]store.Notice{x}, false)
 		}
 	}
 }
@@ -149,6 +222,7 @@ func (n *Notices) sweeper(ctx context.Context) {
 			n.Log.Info("record notices overdue; starting their record workflows", "notices", len(claimed))
 			n.Metrics.NoticesSwept.Inc(int64(len(claimed)))
 		}
+		n.hold(claimed)
 		for _, x := range claimed {
 			select {
 			case n.queue <- x:
@@ -266,12 +340,17 @@ func (n *Notices) starter(ctx context.Context, runs <-chan []store.Notice) {
 		case run = <-runs:
 		}
 		if !n.start(ctx, run) {
+			n.release(run, false) // the rows wait for a sweep
 			continue
 		}
-		if err := n.Store.DeleteNotices(context.WithoutCancel(ctx), run); err != nil {
+		gone := n.release(run, true)
+		if len(gone) == 0 {
+			continue
+		}
+		if err := n.Store.DeleteNotices(context.WithoutCancel(ctx), gone); err != nil {
 			// The rows come back to a sweep: a record listed twice, not
 			// a hidden one.
-			n.Log.Warn("deleting delivered record notices failed", "notices", len(run), "error", err)
+			n.Log.Warn("deleting delivered record notices failed", "notices", len(gone), "error", err)
 		}
 	}
 }
@@ -288,7 +367,15 @@ func (n *Notices) start(ctx context.Context, group []store.Notice) bool {
 	}
 	in := contract.FloodNoticeInput{Outcome: contract.Outcome(group[0].Outcome), Topic: n.Topic, Group: n.Group}
 	keys := make([]string, 0, len(group))
+	type listed struct{ key, messageID string }
+	seen := make(map[listed]bool, len(group))
 	for _, x := range group {
+		// A redelivery committed while its first copy's notice was
+		// pending is listed in a batch of its own; once is enough.
+		if seen[listed{x.Key, x.MessageID}] {
+			continue
+		}
+		seen[listed{x.Key, x.MessageID}] = true
 		in.Records = append(in.Records, contract.NoticeRecord{Key: x.Key, MessageID: x.MessageID, Reason: x.Reason})
 		keys = append(keys, x.Key)
 	}

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uber-go/tally/v4"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/syncbridge/syncbridge/internal/metrics"
 	"github.com/syncbridge/syncbridge/internal/store"
 )
 
@@ -140,5 +142,65 @@ func TestNoticesLoneNoticeWaitsOnlyTheLinger(t *testing.T) {
 	}
 	if len(r) != 1 {
 		t.Errorf("run of %d, want 1", len(r))
+	}
+}
+
+// An outbox batch leaves the outbox only once every notice of it this
+// worker holds is in a started run, under the claim it was held by; a
+// notice dropped or not started keeps its batch for a sweep. Notices of
+// record_notices rows (no batch) leave one by one.
+func TestNoticesDeleteABatchOnceAllItsNoticesStarted(t *testing.T) {
+	n := &Notices{}
+	n.init()
+	a := []store.Notice{{Key: "a1", Batch: "A"}, {Key: "a2", Batch: "A"}, {Key: "a3", Batch: "A"}}
+	swept := []store.Notice{{Key: "a1", Batch: "A", Claim: "c1"}}
+	legacy := []store.Notice{{Key: "old", Outcome: "conflict"}}
+	n.hold(a)
+	n.hold(swept)
+	n.hold(legacy)
+	if gone := n.release(a[:2], true); len(gone) != 0 {
+		t.Fatalf("batch A deleted with a3 not started: %+v", gone)
+	}
+	if gone := n.release(swept, true); len(gone) != 1 || gone[0].Claim != "c1" {
+		t.Fatalf("the swept copy: %+v, want batch A under claim c1 deleted", gone)
+	}
+	if gone := n.release(a[2:], true); len(gone) != 1 || gone[0].Batch != "A" || gone[0].Claim != "" {
+		t.Fatalf("last of A started: %+v, want batch A (no claim) deleted", gone)
+	}
+	if gone := n.release(legacy, true); len(gone) != 1 || gone[0].Key != "old" {
+		t.Fatalf("a record_notices notice: %+v, want it deleted", gone)
+	}
+
+	b := []store.Notice{{Key: "b1", Batch: "B"}, {Key: "b2", Batch: "B"}}
+	n.hold(b)
+	if gone := n.release(b[:1], false); len(gone) != 0 {
+		t.Fatalf("a failed start deleted %+v", gone)
+	}
+	if gone := n.release(b[1:], true); len(gone) != 0 {
+		t.Fatalf("batch B deleted though b1 never started: %+v", gone)
+	}
+	if len(n.held) != 0 {
+		t.Errorf("counts left behind: %v", n.held)
+	}
+}
+
+// Enqueue counts a call's notices before queueing any, and a notice that
+// does not fit the queue keeps its batch in the outbox.
+func TestNoticesEnqueueOverflowKeepsTheBatch(t *testing.T) {
+	n := &Notices{Metrics: metrics.NewPipeline(tally.NoopScope)}
+	n.init()
+	for range queueCap - 1 {
+		n.queue <- store.Notice{Key: "filler"}
+	}
+	n.Enqueue([]store.Notice{{Key: "x1", Batch: "X"}, {Key: "x2", Batch: "X"}})
+	x1 := <-n.queue // the fillers first
+	for x1.Key == "filler" {
+		x1 = <-n.queue
+	}
+	if gone := n.release([]store.Notice{x1}, true); len(gone) != 0 {
+		t.Fatalf("batch X deleted though x2 did not fit the queue: %+v", gone)
+	}
+	if len(n.held) != 0 {
+		t.Errorf("counts left behind: %v", n.held)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 )
@@ -50,12 +49,12 @@ var errAmbiguous = errors.New("store: batch cannot tell its own inserts from ear
 // Any other error (lost connection, failed COMMIT, ctx) fails every event of
 // the transaction it hit, and none of them is reported stored.
 func (s *Store) InsertBatch(ctx context.Context, evs []syncevent.Event) []BatchResult {
-	return s.insertBatch(ctx, evs, time.Time{})
+	return s.insertBatch(ctx, evs, noticeTo{})
 }
 
-// insertBatch is InsertBatch; with a non-zero noticeDue every conflict is
-// written with its record notice (flood.go), in the same transaction.
-func (s *Store) insertBatch(ctx context.Context, evs []syncevent.Event, noticeDue time.Time) []BatchResult {
+// insertBatch is InsertBatch; with nt set every conflict is written with
+// its record notice (flood.go), in the same transaction.
+func (s *Store) insertBatch(ctx context.Context, evs []syncevent.Event, nt noticeTo) []BatchResult {
 	res := make([]BatchResult, len(evs))
 	// rounds[r] holds the events that are the r-th of their key.
 	var rounds [][]int
@@ -86,7 +85,7 @@ func (s *Store) insertBatch(ctx context.Context, evs []syncevent.Event, noticeDu
 				bytes += size
 				n++
 			}
-			s.insertChunk(ctx, evs, idx[:n], res, noticeDue)
+			s.insertChunk(ctx, evs, idx[:n], res, nt)
 			idx = idx[n:]
 		}
 	}
@@ -101,12 +100,12 @@ func eventBytes(ev syncevent.Event) int {
 
 // insertChunk stores evs[idx] (distinct keys, sorted) in one transaction
 // and fills their results.
-func (s *Store) insertChunk(ctx context.Context, evs []syncevent.Event, idx []int, res []BatchResult, noticeDue time.Time) {
+func (s *Store) insertChunk(ctx context.Context, evs []syncevent.Event, idx []int, res []BatchResult, nt noticeTo) {
 	batch := make([]syncevent.Event, len(idx))
 	for k, i := range idx {
 		batch[k] = evs[i]
 	}
-	outs, err := retryTx(ctx, s.onRetry, func() ([]Outcome, error) { return s.insertBatchOnce(ctx, batch, noticeDue) })
+	outs, err := retryTx(ctx, s.onRetry, func() ([]Outcome, error) { return s.insertBatchOnce(ctx, batch, nt) })
 	if err == nil {
 		for k, i := range idx {
 			res[i] = BatchResult{Outcome: outs[k]}
@@ -119,7 +118,7 @@ func (s *Store) insertChunk(ctx context.Context, evs []syncevent.Event, idx []in
 	if (len(idx) > 1 && IsBadData(err)) || errors.Is(err, errAmbiguous) {
 		for _, i := range idx {
 			out, err := s.Insert(ctx, evs[i])
-			if err == nil && out == Conflict && !noticeDue.IsZero() {
+			if err == nil && out == Conflict && !nt.none() {
 				// Insert writes no notice: the caller must settle this
 				// one the way that makes it findable (its record
 				// workflow, which finds the conflict already kept).
@@ -144,16 +143,16 @@ type storedRow struct {
 // below when the store is set up for it (SingleStatementInserts) and every
 // event has a message ID (which is what tells a row this batch committed
 // from an older copy), else one transaction (insertBatchTx).
-func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event, noticeDue time.Time) ([]Outcome, error) {
+func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event, nt noticeTo) ([]Outcome, error) {
 	if !s.SingleStatementInserts {
-		return s.insertBatchTx(ctx, batch, noticeDue)
+		return s.insertBatchTx(ctx, batch, nt)
 	}
 	for _, ev := range batch {
 		if ev.MessageID == "" {
-			return s.insertBatchTx(ctx, batch, noticeDue)
+			return s.insertBatchTx(ctx, batch, nt)
 		}
 	}
-	return s.insertBatchAutocommit(ctx, batch, noticeDue)
+	return s.insertBatchAutocommit(ctx, batch, nt)
 }
 
 // insertBatchTx is one attempt at one batch transaction: BEGIN; a
@@ -168,7 +167,7 @@ func (s *Store) insertBatchOnce(ctx context.Context, batch []syncevent.Event, no
 // in REPEATABLE READ a locking read of a missing key takes a gap lock, and
 // new keys mostly land in the same gap (keys grow), so every pair of
 // concurrent batches would deadlock on their inserts into it.
-func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event, noticeDue time.Time) ([]Outcome, error) {
+func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event, nt noticeTo) ([]Outcome, error) {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, wrap("insert batch: begin", err)
@@ -192,7 +191,7 @@ func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event, noti
 		for k := range outs {
 			outs[k] = Inserted
 		}
-	} else if err := classifyTx(ctx, tx, batch, inserted, outs, noticeDue); err != nil {
+	} else if err := classifyTx(ctx, tx, batch, inserted, outs, nt); err != nil {
 		return nil, err
 	}
 
@@ -210,17 +209,17 @@ func (s *Store) insertBatchTx(ctx context.Context, batch []syncevent.Event, noti
 
 // classifyTx is classify inside the batch's transaction, conflicts
 // written in it too.
-func classifyTx(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, inserted int64, outs []Outcome, noticeDue time.Time) error {
+func classifyTx(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, inserted int64, outs []Outcome, nt noticeTo) error {
 	conflicts, stored, err := classify(ctx, tx, batch, inserted, outs)
 	if err != nil || len(conflicts) == 0 {
 		return err
 	}
-	return writeConflicts(ctx, tx, batch, conflicts, stored, noticeDue)
+	return writeConflicts(ctx, tx, batch, conflicts, stored, nt)
 }
 
-// writeConflicts keeps the conflicting versions and, with a non-zero
-// noticeDue, their record notices, inside tx.
-func writeConflicts(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, conflicts []int, stored map[string]storedRow, noticeDue time.Time) error {
+// writeConflicts keeps the conflicting versions and, with nt set, their
+// record notices, inside tx.
+func writeConflicts(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, conflicts []int, stored map[string]storedRow, nt noticeTo) error {
 	args := make([]any, 0, 5*len(conflicts))
 	for _, k := range conflicts {
 		ev := batch[k]
@@ -229,14 +228,14 @@ func writeConflicts(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, co
 	if _, err := tx.ExecContext(ctx, insertConflictsSQL(len(conflicts)), args...); err != nil {
 		return wrap("insert batch: conflicts", err)
 	}
-	if noticeDue.IsZero() {
+	if nt.none() {
 		return nil
 	}
 	notices := make([]Notice, len(conflicts))
 	for i, k := range conflicts {
 		notices[i] = Notice{Key: batch[k].Key, MessageID: batch[k].MessageID, Outcome: string(Conflict)}
 	}
-	return insertNotices(ctx, tx, notices, noticeDue)
+	return insertNotices(ctx, tx, notices, nt)
 }
 
 // insertBatchAutocommit is one attempt at one batch. Its first statement is a
@@ -258,7 +257,7 @@ func writeConflicts(ctx context.Context, tx *sql.Tx, batch []syncevent.Event, co
 // new rows committed but reports no outcome; the caller's retry finds them
 // as its own (Inserted), so nothing is acked before it is stored and
 // nothing is stored twice.
-func (s *Store) insertBatchAutocommit(ctx context.Context, batch []syncevent.Event, noticeDue time.Time) ([]Outcome, error) {
+func (s *Store) insertBatchAutocommit(ctx context.Context, batch []syncevent.Event, nt noticeTo) ([]Outcome, error) {
 	inserted, err := insertRecords(ctx, s.DB, batch)
 	if err != nil {
 		return nil, err
@@ -274,12 +273,12 @@ func (s *Store) insertBatchAutocommit(ctx context.Context, batch []syncevent.Eve
 	if err != nil || len(conflicts) == 0 {
 		return outs, err
 	}
-	return outs, s.insertConflicts(ctx, batch, conflicts, stored, noticeDue)
+	return outs, s.insertConflicts(ctx, batch, conflicts, stored, nt)
 }
 
 // insertConflicts keeps the conflicting versions, in a transaction so a
 // failure at COMMIT is seen as such (and tests can break it there).
-func (s *Store) insertConflicts(ctx context.Context, batch []syncevent.Event, conflicts []int, stored map[string]storedRow, noticeDue time.Time) error {
+func (s *Store) insertConflicts(ctx context.Context, batch []syncevent.Event, conflicts []int, stored map[string]storedRow, nt noticeTo) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return wrap("insert batch: begin", err)
@@ -290,7 +289,7 @@ func (s *Store) insertConflicts(ctx context.Context, batch []syncevent.Event, co
 			_ = tx.Rollback() // the statement or commit error is the one to report
 		}
 	}()
-	if err := writeConflicts(ctx, tx, batch, conflicts, stored, noticeDue); err != nil {
+	if err := writeConflicts(ctx, tx, batch, conflicts, stored, nt); err != nil {
 		return err
 	}
 	if s.beforeCommit != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
@@ -11,14 +12,35 @@ import (
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 )
 
+// pendingNotices lists the outbox: notice_batches rows expanded, then
+// record_notices rows (older workers'), without batch or claim.
 func pendingNotices(t *testing.T, s *Store) []Notice {
 	t.Helper()
-	rows, err := s.DB.Query("SELECT local_record_id, message_id, outcome, reason FROM record_notices ORDER BY id")
+	var out []Notice
+	rows, err := s.DB.Query("SELECT outcome, records FROM notice_batches ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var outcome string
+		var records []byte
+		if err := rows.Scan(&outcome, &records); err != nil {
+			t.Fatal(err)
+		}
+		var recs []batchRecord
+		if err := json.Unmarshal(records, &recs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			out = append(out, Notice{Key: r.Key, MessageID: r.MessageID, Outcome: outcome, Reason: r.Reason})
+		}
+	}
+	rows.Close()
+	rows, err = s.DB.Query("SELECT local_record_id, message_id, outcome, reason FROM record_notices ORDER BY id")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var out []Notice
 	for rows.Next() {
 		var n Notice
 		if err := rows.Scan(&n.Key, &n.MessageID, &n.Outcome, &n.Reason); err != nil {
@@ -29,9 +51,20 @@ func pendingNotices(t *testing.T, s *Store) []Notice {
 	return out
 }
 
+// bare is ns without batch and claim.
+func bare(ns []Notice) []Notice {
+	out := make([]Notice, len(ns))
+	for i, n := range ns {
+		out[i] = Notice{Key: n.Key, MessageID: n.MessageID, Outcome: n.Outcome, Reason: n.Reason}
+	}
+	return out
+}
+
 // A flood group's conflicts and quarantines are stored with one notice
-// each; a keyless quarantine has none; a redelivery adds no second notice;
-// without a due time (the benchmark's ceiling) there are none at all.
+// each, the call's notices under one batch name; a keyless quarantine has
+// none; a redelivery lists its notices again, in a batch of its own (the
+// run collector folds a pending twin); without a due time (the benchmark's
+// ceiling) there are none at all.
 func TestInsertFloodWritesNotices(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
@@ -46,6 +79,7 @@ func TestInsertFloodWritesNotices(t *testing.T) {
 		{MessageID: "m4", Reason: "missing_key", Body: []byte("{}")},
 	}
 	due := time.Now().Add(time.Minute)
+	batches := map[string]bool{}
 	for round := range 2 { // the second is a redelivery of the whole group
 		res := s.InsertFlood(ctx, evs, bad, due)
 		if res.Quarantine != nil {
@@ -61,12 +95,16 @@ func TestInsertFloodWritesNotices(t *testing.T) {
 		// The redelivery finds its own rows: inserted again, as Insert says.
 		wantOutcomes(t, "flood group", outs, []Outcome{Inserted, Conflict})
 		wantN := []Notice{{Key: "c", MessageID: "m2", Outcome: "conflict"}, {Key: "q", MessageID: "m3", Outcome: "quarantined", Reason: "bad_json"}}
-		if !slices.Equal(res.Notices, wantN) {
+		if !slices.Equal(bare(res.Notices), wantN) {
 			t.Fatalf("round %d: notices %+v, want %+v", round, res.Notices, wantN)
 		}
+		if b := res.Notices[0].Batch; b == "" || res.Notices[1].Batch != b || batches[b] {
+			t.Fatalf("round %d: batches %q and %q (earlier %v): want one new batch name for the call", round, b, res.Notices[1].Batch, batches)
+		}
+		batches[res.Notices[0].Batch] = true
 	}
-	if got := pendingNotices(t, s); len(got) != 2 {
-		t.Fatalf("outbox holds %+v, want the two notices once", got)
+	if got := pendingNotices(t, s); len(got) != 4 {
+		t.Fatalf("outbox holds %+v, want the two notices twice", got)
 	}
 	var q int
 	if err := s.DB.QueryRow("SELECT COUNT(*) FROM sync_quarantine").Scan(&q); err != nil || q != 2 {
@@ -77,7 +115,7 @@ func TestInsertFloodWritesNotices(t *testing.T) {
 	if res.Records[0].Outcome != Conflict || len(res.Notices) != 0 {
 		t.Fatalf("without a due time: %+v", res)
 	}
-	if got := pendingNotices(t, s); len(got) != 2 {
+	if got := pendingNotices(t, s); len(got) != 4 {
 		t.Fatalf("a notice was written without a due time: %+v", got)
 	}
 }
@@ -110,41 +148,104 @@ func TestInsertFloodQuarantineAndNoticeAreAtomic(t *testing.T) {
 	}
 }
 
-// Sweeps claim only notices past their due time, each for one sweep until
-// the lease passes; delivered notices are deleted.
+// Sweeps claim only notices past their due time, each batch for one
+// sweep until the lease passes; delivered batches are deleted, each only
+// under the claim that holds it.
 func TestClaimNotices(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := testCtx(t)
 	now := time.Now()
-	res := s.InsertFlood(ctx, nil, []QuarantineEntry{
-		{Key: "a", MessageID: "m1", Reason: "bad_json"}, {Key: "b", MessageID: "m2", Reason: "bad_json"},
-	}, now.Add(time.Minute))
-	if res.Quarantine != nil {
-		t.Fatal(res.Quarantine)
+	var written [][]Notice
+	for _, keys := range [][]string{{"a", "b"}, {"c"}} {
+		var bad []QuarantineEntry
+		for _, k := range keys {
+			bad = append(bad, QuarantineEntry{Key: k, MessageID: "m-" + k, Reason: "bad_json"})
+		}
+		res := s.InsertFlood(ctx, nil, bad, now.Add(time.Minute))
+		if res.Quarantine != nil {
+			t.Fatal(res.Quarantine)
+		}
+		written = append(written, res.Notices)
 	}
 	if got, err := s.ClaimNotices(ctx, now, time.Minute, 10); err != nil || len(got) != 0 {
 		t.Fatalf("claimed notices before their due time: %+v, %v", got, err)
 	}
 	later := now.Add(2 * time.Minute)
 	first, err := s.ClaimNotices(ctx, later, time.Minute, 1)
-	if err != nil || len(first) != 1 {
-		t.Fatalf("first sweep: %+v, %v", first, err)
+	if err != nil || !slices.Equal(bare(first), bare(written[0])) || first[0].Claim == "" || first[0].Batch != written[0][0].Batch {
+		t.Fatalf("first sweep: %+v, %v; want the first batch, claimed", first, err)
 	}
 	second, err := s.ClaimNotices(ctx, later, time.Minute, 10)
-	if err != nil || len(second) != 1 || second[0] == first[0] {
-		t.Fatalf("second sweep took %+v (first %+v), %v; want the other notice only", second, first, err)
+	if err != nil || !slices.Equal(bare(second), bare(written[1])) || second[0].Claim == first[0].Claim {
+		t.Fatalf("second sweep took %+v, %v; want the other batch only", second, err)
 	}
 	if again, err := s.ClaimNotices(ctx, later.Add(30*time.Second), time.Minute, 10); err != nil || len(again) != 0 {
 		t.Fatalf("claimed within the lease: %+v, %v", again, err)
 	}
+	// The writer's late delete (no claim) leaves a batch a sweep holds.
+	if err := s.DeleteNotices(ctx, written[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingNotices(t, s); len(got) != 3 {
+		t.Fatalf("the writer deleted a claimed batch: %+v left", got)
+	}
 	if err := s.DeleteNotices(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	if back, err := s.ClaimNotices(ctx, later.Add(2*time.Minute), time.Minute, 10); err != nil || !slices.Equal(back, second) {
+	if back, err := s.ClaimNotices(ctx, later.Add(2*time.Minute), time.Minute, 10); err != nil || !slices.Equal(bare(back), bare(second)) {
 		t.Fatalf("after the lease: %+v, %v; want the undelivered %+v back", back, err, second)
 	}
 	if pending, overdue, err := s.PendingNotices(ctx, later.Add(10*time.Minute)); err != nil || pending != 1 || overdue != 1 {
 		t.Fatalf("PendingNotices = %d, %d, %v", pending, overdue, err)
+	}
+}
+
+// The writer deletes its batch once delivered, while no sweep holds it.
+func TestDeleteNoticesOfTheWriter(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := testCtx(t)
+	s.SingleStatementInserts = true
+	if _, err := s.Insert(ctx, mustParse(t, "c", "m0", body("P1", "old", "1"))); err != nil {
+		t.Fatal(err)
+	}
+	res := s.InsertFlood(ctx, []syncevent.Event{mustParse(t, "c", "m1", body("P1", "new", "1"))},
+		[]QuarantineEntry{{Key: "q", MessageID: "m2", Reason: "bad_json"}}, time.Now().Add(time.Minute))
+	if len(res.Notices) != 2 {
+		t.Fatalf("notices %+v, want a conflict and a quarantine", res.Notices)
+	}
+	if err := s.DeleteNotices(ctx, res.Notices); err != nil {
+		t.Fatal(err)
+	}
+	if got := pendingNotices(t, s); len(got) != 0 {
+		t.Fatalf("left after delivery: %+v", got)
+	}
+}
+
+// Rows an older worker wrote to record_notices, one per notice, are swept
+// and deleted like batches.
+func TestClaimNoticesTakesOverRecordNotices(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := testCtx(t)
+	now := time.Now()
+	if _, err := s.DB.ExecContext(ctx, `INSERT INTO record_notices (local_record_id, message_id, outcome, reason, due_at)
+		VALUES ('old-1', 'm1', 'conflict', '', ?), ('old-2', 'm2', 'quarantined', 'bad_json', ?)`, now.UTC(), now.UTC()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ClaimNotices(ctx, now.Add(time.Second), time.Minute, 10)
+	want := []Notice{{Key: "old-1", MessageID: "m1", Outcome: "conflict"}, {Key: "old-2", MessageID: "m2", Outcome: "quarantined", Reason: "bad_json"}}
+	if err != nil || !slices.Equal(bare(got), want) || got[0].Batch != "" {
+		t.Fatalf("claimed %+v, %v; want %+v", got, err, want)
+	}
+	if pending, _, err := s.PendingNotices(ctx, now); err != nil || pending != 2 {
+		t.Fatalf("PendingNotices = %d, %v; want 2", pending, err)
+	}
+	if err := s.DeleteNotices(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if left := pendingNotices(t, s); len(left) != 0 {
+		t.Fatalf("left after delivery: %+v", left)
 	}
 }

@@ -135,6 +135,28 @@ var migrations = []migration{
 			KEY ix_record_notices_claim (claim)
 		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
 	}},
+	// The outbox as one row per transaction (store.InsertFlood): its
+	// notices as JSON in records, record_count of them. batch names the
+	// rows of one InsertFlood call, claim the sweep holding them ('' for
+	// the worker that wrote them); a row is deleted under its claim only.
+	// record_notices stays for the rows older workers write during an
+	// upgrade; sweeps take those over too.
+	{version: 5, name: "record notices batched per transaction", stmts: []string{
+		`CREATE TABLE IF NOT EXISTS notice_batches (
+			id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT,
+			batch CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+			outcome VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+			records MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+			record_count INT NOT NULL,
+			created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+			due_at DATETIME(3) NOT NULL,
+			claim CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT '',
+			PRIMARY KEY (id),
+			KEY ix_notice_batches_batch (batch, claim),
+			KEY ix_notice_batches_due (due_at),
+			KEY ix_notice_batches_claim (claim)
+		) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci`,
+	}},
 }
 
 // SchemaVersion is the newest schema version this binary knows.

@@ -461,11 +461,7 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 		// their record runs are started after it. How long until the
 		// last one exists, counted from the first consume like the drain.
 		waitBench(b, 5*time.Minute, func() bool {
-			var pending int
-			if err := p.env.DB.QueryRow("SELECT COUNT(*) FROM record_notices").Scan(&pending); err != nil {
-				b.Fatal(err)
-			}
-			return pending == 0
+			return p.pendingNotices() == 0
 		})
 		findable = time.Since(time.Unix(0, clock.first.Load()))
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/mqclient"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/searchattr"
+	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/testenv"
 )
@@ -334,10 +335,7 @@ func (p *pipe) waitFindable(timeout time.Duration) {
 				}
 			}
 		}
-		var pending int
-		if err := p.env.DB.QueryRow("SELECT COUNT(*) FROM record_notices").Scan(&pending); err != nil {
-			p.t.Fatal(err)
-		}
+		pending := p.pendingNotices()
 		if len(missing) == 0 && pending == 0 {
 			p.t.Logf("findable: %d conflict keys, %d quarantined keys", len(want["conflict"]), len(want["quarantined"]))
 			return
@@ -380,6 +378,21 @@ func (p *pipe) shownKeys(outcome string) map[string]bool {
 }
 
 // keys runs a one-column query over the test's database.
+// pendingNotices counts flood mode's notices not delivered yet (the
+// outbox, store.PendingNotices).
+func (p *pipe) pendingNotices() int64 {
+	p.t.Helper()
+	n, _, err := store.New(p.env.DB).PendingNotices(context.Background(), time.Now())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return n
+}
+
+// pendingNoticeSQL lists the keys of the outbox's notices, for keys.
+const pendingNoticeSQL = `SELECT j.k FROM notice_batches,
+	JSON_TABLE(records, '$[*]' COLUMNS (k VARCHAR(128) PATH '$.k')) AS j`
+
 func (p *pipe) keys(q string) []string {
 	p.t.Helper()
 	rows, err := p.env.DB.Query(q)
