@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -67,6 +68,14 @@ type Notices struct {
 	// hold them), and every run costs the cluster a start, a task and two
 	// visibility writes, CPU the drain competes for on a small machine.
 	Linger time.Duration
+	// KeysBytes is the size a run's SyncKeys value is filled to. Zero:
+	// 16 KiB, what deploy/'s dynamic config and the dev stack allow
+	// (frontend.searchAttributesSizeOfValueLimit). Temporal's default and
+	// Temporal Cloud's limit is 2 KiB: a start the server refuses as
+	// invalid halves the size for this process, down to that floor, and
+	// the run is started in parts that fit. Each halving costs one refused
+	// call; a process on Temporal Cloud pays three.
+	KeysBytes int
 	// BeforeStart, if set, runs before each start; a test blocks it to
 	// hold notices in the window between commit and start.
 	BeforeStart func(context.Context, store.Notice)
@@ -76,6 +85,8 @@ type Notices struct {
 
 	mu   sync.Mutex
 	held map[heldBatch]*heldCount // outbox batches with notices in memory
+
+	keysLimit atomic.Int64 // KeysBytes, halved by refusals
 }
 
 // heldBatch is an outbox batch under one claim ("" for the worker that
@@ -112,7 +123,29 @@ func (n *Notices) init() {
 	n.once.Do(func() {
 		n.queue = make(chan store.Notice, queueCap)
 		n.held = map[heldBatch]*heldCount{}
+		k := n.KeysBytes
+		if k <= 0 {
+			k = defaultNoticeKeys
+		}
+		n.keysLimit.Store(int64(max(k, noticeKeysFloor)))
 	})
+}
+
+// keysBytes is the size runs are filled to now.
+func (n *Notices) keysBytes() int { return int(n.keysLimit.Load()) }
+
+// shrink halves the size runs are filled to after the server refused a
+// run of size from; false when it is at the floor already.
+func (n *Notices) shrink(from int) bool {
+	if from <= noticeKeysFloor {
+		return false
+	}
+	to := max(from/2, noticeKeysFloor)
+	if n.keysLimit.CompareAndSwap(int64(from), int64(to)) {
+		n.Log.Info("Temporal refused a notice run's SyncKeys value; filling runs to a smaller size from now on (raise the namespace's frontend.searchAttributesSizeOfValueLimit, or set SYNCBRIDGE_FLOOD_NOTICE_KEYS_BYTES to it, to spare the refusal)",
+			"bytes", from, "now", to)
+	}
+	return true
 }
 
 // hold counts ns as held before any of them is queued, so a batch cannot
@@ -235,13 +268,16 @@ func (n *Notices) sweeper(ctx context.Context) {
 
 // Bounds of one notice run: the records it lists, and the size of its
 // SyncKeys value. Temporal checks each search attribute value's encoded
-// size against a per-value limit (2 KiB by default, and on Temporal
-// Cloud); the keys are counted as the SDK encodes them, a JSON array.
-// With the benchmark's 26-byte keys the old estimate (1,536 bytes, 4 per
-// key) held 51 keys a run where 70 fit.
+// size against a per-value limit; the keys are counted as the SDK encodes
+// them, a JSON array. With the benchmark's 26-byte keys, 2 KiB holds 70
+// keys a run and 16 KiB about 560, of which maxNoticeRecords are taken:
+// on the rehearsal cluster every run cost its server and PostgreSQL about
+// 25 ms of CPU, whatever it listed, so the fewer the better. The records
+// in its input and result then take about 50 KiB of history each way.
 const (
-	maxNoticeRecords   = 128
-	maxNoticeValueSize = 2048
+	maxNoticeRecords  = 512
+	noticeKeysFloor   = 2048
+	defaultNoticeKeys = 16 << 10
 )
 
 // openRun is a notice run being filled.
@@ -251,10 +287,10 @@ type openRun struct {
 	since   time.Time
 }
 
-// fits reports whether x joins r within both bounds; the closing "]"
-// takes the place of the last ",".
-func (r *openRun) fits(x store.Notice) bool {
-	return len(r.notices) < maxNoticeRecords && r.size+encodedKeySize(x.Key) <= maxNoticeValueSize
+// fits reports whether x joins r within both bounds, the value's being
+// limit; the closing "]" takes the place of the last ",".
+func (r *openRun) fits(x store.Notice, limit int) bool {
+	return len(r.notices) < maxNoticeRecords && r.size+encodedKeySize(x.Key) <= limit
 }
 
 func (r *openRun) add(x store.Notice) {
@@ -307,7 +343,7 @@ func (n *Notices) collect(ctx context.Context, runs chan<- []store.Notice) {
 		case <-ctx.Done():
 			return
 		case x := <-n.queue:
-			if r := open[x.Outcome]; r != nil && !r.fits(x) && !handOver(x.Outcome) {
+			if r := open[x.Outcome]; r != nil && !r.fits(x, n.keysBytes()) && !handOver(x.Outcome) {
 				return
 			}
 			r := open[x.Outcome]
@@ -355,16 +391,51 @@ func (n *Notices) starter(ctx context.Context, runs <-chan []store.Notice) {
 	}
 }
 
-// start starts the notice run of group and reports whether it exists now.
+// start starts the notice runs of group and reports whether they all
+// exist now: one run, or parts of it when the server refused its size.
 func (n *Notices) start(ctx context.Context, group []store.Notice) bool {
 	if n.BeforeStart != nil {
 		for _, x := range group {
 			n.BeforeStart(ctx, x)
 		}
 	}
-	if ctx.Err() != nil {
-		return false
+	for len(group) > 0 {
+		if ctx.Err() != nil {
+			return false
+		}
+		limit := n.keysBytes()
+		part := &openRun{}
+		for _, x := range group {
+			if len(part.notices) > 0 && !part.fits(x, limit) {
+				break
+			}
+			part.add(x)
+		}
+		switch n.startRun(ctx, part.notices, part.size) {
+		case runStarted:
+			group = group[len(part.notices):]
+		case runTooBig:
+			if !n.shrink(limit) {
+				return false
+			}
+		default:
+			return false
+		}
 	}
+	return true
+}
+
+type runStart int
+
+const (
+	runFailed runStart = iota
+	runStarted
+	runTooBig // refused as invalid with a SyncKeys value over the floor
+)
+
+// startRun starts the notice run listing group, whose SyncKeys value takes
+// about keysSize bytes.
+func (n *Notices) startRun(ctx context.Context, group []store.Notice, keysSize int) runStart {
 	in := contract.FloodNoticeInput{Outcome: contract.Outcome(group[0].Outcome), Topic: n.Topic, Group: n.Group}
 	keys := make([]string, 0, len(group))
 	type listed struct{ key, messageID string }
@@ -396,16 +467,20 @@ func (n *Notices) start(ctx context.Context, group []store.Notice) bool {
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
 		if err == nil || errors.As(err, &already) {
 			n.Metrics.NoticesStarted.Inc(int64(len(group)))
-			return true
+			return runStarted
+		}
+		var invalid *serviceerror.InvalidArgument
+		if errors.As(err, &invalid) && keysSize > noticeKeysFloor {
+			return runTooBig
 		}
 		if attempt == 5 || ctx.Err() != nil {
 			if ctx.Err() == nil {
 				n.Log.Warn("starting a flood notice failed; a sweep retries it", "workflowId", opts.ID, "records", len(group), "error", err)
 			}
-			return false
+			return runFailed
 		}
 		if !sleep(ctx, nil, backoff.next()) {
-			return false
+			return runFailed
 		}
 	}
 }

@@ -3,22 +3,27 @@ package activities
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/uber-go/tally/v4"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/syncbridge/syncbridge/internal/metrics"
+	"github.com/syncbridge/syncbridge/internal/searchattr"
 	"github.com/syncbridge/syncbridge/internal/store"
 )
 
-// collected runs collect with the given linger and returns its runs
-// channel; collect stops with the test.
-func collected(t *testing.T, linger time.Duration) (*Notices, <-chan []store.Notice) {
+// collected runs collect with the given linger and SyncKeys size (0: the
+// default) and returns its runs channel; collect stops with the test.
+func collected(t *testing.T, linger time.Duration, keysBytes int) (*Notices, <-chan []store.Notice) {
 	t.Helper()
-	n := &Notices{Linger: linger}
+	n := &Notices{Linger: linger, KeysBytes: keysBytes}
 	n.init()
 	ctx, cancel := context.WithCancel(context.Background())
 	runs := make(chan []store.Notice)
@@ -42,7 +47,7 @@ func nextRun(t *testing.T, runs <-chan []store.Notice, within time.Duration) []s
 // Exceptions of flood groups that arrive within the linger share a run,
 // instead of each group's few making runs of their own.
 func TestNoticesRunsSpanFloodGroups(t *testing.T) {
-	n, runs := collected(t, time.Second)
+	n, runs := collected(t, time.Second, 0)
 	start := time.Now()
 	for i := range 5 { // five groups 100 ms apart, 3 conflicts and 1 quarantine each
 		for j := range 3 {
@@ -77,7 +82,7 @@ func TestNoticesRunsSpanFloodGroups(t *testing.T) {
 // A full run goes at once; the linger only waits for notices that could
 // still share one.
 func TestNoticesFullRunGoesAtOnce(t *testing.T) {
-	n, runs := collected(t, time.Minute)
+	n, runs := collected(t, time.Minute, 0)
 	for i := range maxNoticeRecords + 3 {
 		n.queue <- store.Notice{Key: fmt.Sprintf("k%d", i), Outcome: "conflict"}
 	}
@@ -92,10 +97,10 @@ func TestNoticesFullRunGoesAtOnce(t *testing.T) {
 }
 
 // SyncKeys is one search attribute value: a run's keys, encoded as the SDK
-// encodes them, stay within Temporal's per-value limit, with long keys and
-// keys JSON escapes.
+// encodes them, stay within the size runs are filled to (here Temporal's
+// default per-value limit), with long keys and keys JSON escapes.
 func TestNoticesRunKeysFitOneValue(t *testing.T) {
-	n, runs := collected(t, 300*time.Millisecond)
+	n, runs := collected(t, 300*time.Millisecond, noticeKeysFloor)
 	var keys []string
 	for i := range 40 {
 		keys = append(keys, fmt.Sprintf("%s%02d", strings.Repeat("k", 60), i)) // 62 bytes
@@ -115,10 +120,10 @@ func TestNoticesRunKeysFitOneValue(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p.GetData()) > maxNoticeValueSize {
-			t.Errorf("a run's SyncKeys value takes %d bytes, over the %d limit", len(p.GetData()), maxNoticeValueSize)
+		if len(p.GetData()) > noticeKeysFloor {
+			t.Errorf("a run's SyncKeys value takes %d bytes, over the %d limit", len(p.GetData()), noticeKeysFloor)
 		}
-		if len(p.GetData()) > maxNoticeValueSize-80 {
+		if len(p.GetData()) > noticeKeysFloor-80 {
 			full++
 		}
 		total += len(r)
@@ -133,7 +138,7 @@ func TestNoticesRunKeysFitOneValue(t *testing.T) {
 
 // A lone notice is started once the linger passes, not held for company.
 func TestNoticesLoneNoticeWaitsOnlyTheLinger(t *testing.T) {
-	n, runs := collected(t, 150*time.Millisecond)
+	n, runs := collected(t, 150*time.Millisecond, 0)
 	start := time.Now()
 	n.queue <- store.Notice{Key: "k", Outcome: "conflict"}
 	r := nextRun(t, runs, 5*time.Second)
@@ -202,5 +207,71 @@ func TestNoticesEnqueueOverflowKeepsTheBatch(t *testing.T) {
 	}
 	if len(n.held) != 0 {
 		t.Errorf("counts left behind: %v", n.held)
+	}
+}
+
+// refusingClient starts runs whose SyncKeys value fits limit and refuses
+// the others as Temporal does, as invalid.
+type refusingClient struct {
+	client.Client
+	limit   int
+	mu      sync.Mutex
+	started [][]string // the keys of each run started
+	refused int
+}
+
+func (c *refusingClient) ExecuteWorkflow(_ context.Context, o client.StartWorkflowOptions, _ any, _ ...any) (client.WorkflowRun, error) {
+	keys, _ := o.TypedSearchAttributes.GetKeywordList(searchattr.Keys)
+	p, err := converter.GetDefaultDataConverter().ToPayload(keys)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(p.GetData()) > c.limit {
+		c.refused++
+		return nil, serviceerror.NewInvalidArgumentf("search attribute SyncKeys value size %d exceeds size limit %d", len(p.GetData()), c.limit)
+	}
+	c.started = append(c.started, keys)
+	return nil, nil
+}
+
+// A server that refuses the size runs are filled to (Temporal Cloud's
+// 2 KiB limit, say) costs a refusal per halving, and the run is started in
+// parts that fit: every record is listed, none twice.
+func TestNoticesShrinkToWhatTheServerTakes(t *testing.T) {
+	tc := &refusingClient{limit: 3000}
+	n := &Notices{Temporal: tc, KeysBytes: 16 << 10, Metrics: metrics.NewPipeline(tally.NoopScope), Log: slog.New(slog.DiscardHandler)}
+	n.init()
+	var run []store.Notice
+	for i := range 300 {
+		run = append(run, store.Notice{Key: fmt.Sprintf("clinic-07-rec-%06d", i), MessageID: fmt.Sprintf("m%d", i), Outcome: "conflict"})
+	}
+	if !n.start(context.Background(), run) {
+		t.Fatal("start reported the run not started")
+	}
+	if got := n.keysBytes(); got != 2048 {
+		t.Errorf("runs now filled to %d bytes, want 2048 (16 KiB halved until under the server's 3000)", got)
+	}
+	if tc.refused != 3 {
+		t.Errorf("%d refusals, want 3 (16, 8 and 4 KiB)", tc.refused)
+	}
+	seen := map[string]bool{}
+	for _, keys := range tc.started {
+		for _, k := range keys {
+			if seen[k] {
+				t.Fatalf("%s listed twice", k)
+			}
+			seen[k] = true
+		}
+	}
+	if len(seen) != len(run) {
+		t.Errorf("%d of %d records listed", len(seen), len(run))
+	}
+
+	// At the floor a refusal is a failure: the rows wait for a sweep.
+	tc.limit = 100
+	if n.start(context.Background(), run[:100]) {
+		t.Error("a run the server refuses at the floor reported started")
 	}
 }

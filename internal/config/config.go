@@ -116,6 +116,9 @@ type Pipeline struct {
 	// FloodNoticeLease is how long a worker owns the record notices of the
 	// conflicts and quarantines it stored before a sweep may start them.
 	FloodNoticeLease time.Duration
+	// FloodNoticeKeysBytes is the size a notice run's SyncKeys value is
+	// filled to; halved (down to 2 KiB) when the server refuses it.
+	FloodNoticeKeysBytes int
 	// PollWait is the long-poll wait, 1s..30s.
 	PollWait time.Duration
 	// WorkflowIDPrefix is prepended to the message key to form the record
@@ -220,6 +223,7 @@ var Vars = []Var{
 	{"SYNCBRIDGE_FLOOD_ROWS_PER_SEC", "0", "flood mode: bulk-committed rows per second per worker; 0 = no limit", false},
 	{"SYNCBRIDGE_FLOOD_SLOW_COMMIT", "2s", "flood mode: commit latency above which groups shrink (10ms-1m)", false},
 	{"SYNCBRIDGE_FLOOD_NOTICE_LEASE", "30s", "flood mode: how long the worker that stored a conflict or quarantine owns starting its notice (the FloodNotice run that shows it) before another worker's sweep takes over (1s-10m)", false},
+	{"SYNCBRIDGE_FLOOD_NOTICE_KEYS_BYTES", "16384", "flood mode: size a notice run's SyncKeys value is filled to, up to the server's frontend.searchAttributesSizeOfValueLimit (16 KiB in deploy/'s dynamic config and the dev stack; Temporal's default and Temporal Cloud's are 2 KiB); a worker whose run is refused halves it, down to 2 KiB (2048-65536)", false},
 	{"SYNCBRIDGE_POLL_WAIT", "30s", "long-poll wait (1s-30s)", false},
 	{"SYNCBRIDGE_WORKFLOW_ID_PREFIX", "", "prefix for record workflow IDs", false},
 	{"SYNCBRIDGE_ACK_FLUSH", "200ms", "max wait to coalesce acks into one call of up to 16 handles", false},
@@ -321,6 +325,7 @@ func Load(getenv func(string) string) (Config, error) {
 		FloodRowsPerSecond:   l.intIn("SYNCBRIDGE_FLOOD_ROWS_PER_SEC", 0, 1_000_000),
 		FloodSlowCommit:      l.durationIn("SYNCBRIDGE_FLOOD_SLOW_COMMIT", 10*time.Millisecond, time.Minute),
 		FloodNoticeLease:     l.durationIn("SYNCBRIDGE_FLOOD_NOTICE_LEASE", time.Second, 10*time.Minute),
+		FloodNoticeKeysBytes: l.intIn("SYNCBRIDGE_FLOOD_NOTICE_KEYS_BYTES", 2048, 65536),
 		PollWait:             l.durationIn("SYNCBRIDGE_POLL_WAIT", time.Second, 30*time.Second),
 		WorkflowIDPrefix:     l.str("SYNCBRIDGE_WORKFLOW_ID_PREFIX"),
 		AckFlushInterval:     l.durationIn("SYNCBRIDGE_ACK_FLUSH", time.Millisecond, 5*time.Second),

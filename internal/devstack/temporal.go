@@ -419,6 +419,10 @@ func devDynamicConfig(extra map[string]any) dynamicconfig.StaticClient {
 		// wait minutes for it.
 		dynamicconfig.VersionDrainageStatusVisibilityGracePeriod.Key(): 3 * time.Second,
 		dynamicconfig.VersionDrainageStatusRefreshInterval.Key():       3 * time.Second,
+		// Flood mode's notice runs list up to 16 KiB of keys in SyncKeys,
+		// as deploy/temporal/dynamicconfig allows a cluster; the default
+		// 2 KiB would make a worker halve its runs down to it.
+		dynamicconfig.SearchAttributesSizeOfValueLimit.Key(): 16 << 10,
 	}
 	for k, v := range extra {
 		dc[dynamicconfig.MakeKey(k)] = v

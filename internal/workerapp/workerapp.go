@@ -411,6 +411,7 @@ func (p *process) activities() *activities.Activities {
 		Temporal: p.tc, Store: p.st, TaskQueue: cfg.Temporal.TaskQueue, WorkflowIDPrefix: cfg.Pipeline.WorkflowIDPrefix,
 		Topic: cfg.MQ.Topic, Group: cfg.MQ.Group, Metrics: reg.Pipeline, Log: p.log.With("component", "record-notices"),
 		Lease: cfg.Pipeline.FloodNoticeLease, BeforeStart: o.NoticeHook, NoEagerStart: cfg.Versioning.Enabled,
+		KeysBytes: cfg.Pipeline.FloodNoticeKeysBytes,
 	}
 	return &activities.Activities{
 		Store:   p.st,
