@@ -5,7 +5,8 @@
 #   scripts/rehearsal.sh status [--dir DIR]
 #   scripts/rehearsal.sh drill [--messages N] [--faults LIST] [--dir DIR]
 #   scripts/rehearsal.sh bench [--messages N] [--drain-messages N] [--flood-messages N]
-#        [--exceptions LIST] [--parts fleet,cluster,dev] [--dir DIR]   (after up --workers 3)
+#        [--exceptions LIST] [--flood-rounds N] [--parts fleet,cluster,dev] [--dir DIR]
+#        (after up --workers 3)
 #   scripts/rehearsal.sh down [--dir DIR]
 #
 # up builds (into DIR/bin) the official Temporal server, its SQL tool and
@@ -19,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cmd=${1:-}
-[ -n "$cmd" ] || { sed -n '2,11p' "$0" >&2; exit 2; }
+[ -n "$cmd" ] || { sed -n '2,12p' "$0" >&2; exit 2; }
 shift
 dir=rehearsal
 args=("$@")

@@ -34,7 +34,7 @@ const usage = `Usage: rehearsal COMMAND [flags]
   status [--dir DIR]                       which process runs and answers
   drill [--messages N] [--faults LIST] [--dir DIR]
                                            drain a backlog while breaking things
-  bench [--messages N] [--drain-messages N] [--flood-messages N] [--exceptions LIST]
+  bench [--messages N] [--drain-messages N] [--flood-messages N] [--exceptions LIST] [--flood-rounds N]
         [--parts fleet,cluster,dev] [--dir DIR]
                                            fleet: per-key drain with 1, 2, 3 workers, then
                                            flood (needs up --workers 3); cluster, dev: the
@@ -76,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 40*time.Minute, "drill: give up after this long (bench: per fleet phase)")
 	drainMessages := fs.Int("drain-messages", 0, "bench: BenchmarkDrain's ceiling and lean backlog (SYNCBRIDGE_BENCH_MESSAGES; 0: its default, 2000)")
 	floodMessages := fs.Int("flood-messages", 0, "bench: BenchmarkDrain's flood family backlog (SYNCBRIDGE_BENCH_FLOOD_MESSAGES, at least 1000; 0: its default, 30000)")
+	floodRounds := fs.Int("flood-rounds", 0, "bench: times the flood family runs its mirror-ordered pair per mix (SYNCBRIDGE_BENCH_FLOOD_ROUNDS; 0: its default, 1)")
 	exceptions := fs.String("exceptions", "", "bench: the flood family's exception mixes in percent (SYNCBRIDGE_BENCH_EXCEPTIONS; empty: its default, 5,20)")
 	parts := fs.String("parts", strings.Join(rehearsal.BenchParts, ","), "bench: which parts run, of fleet, cluster, dev")
 	benchTimeout := fs.Duration("bench-timeout", 3*time.Hour, "bench: the benchmark binary's -test.timeout, per part")
@@ -136,6 +137,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			DrainMessages: *drainMessages,
 			FloodMessages: *floodMessages,
 			Exceptions:    *exceptions,
+			FloodRounds:   *floodRounds,
 			BenchTimeout:  *benchTimeout,
 		})
 		fmt.Fprint(stdout, "\n"+res.Summary())

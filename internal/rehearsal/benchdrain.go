@@ -31,6 +31,9 @@ type BenchAllOptions struct {
 	// empty leaves its defaults.
 	DrainMessages, FloodMessages int
 	Exceptions                   string
+	// FloodRounds repeats the flood family's mirror-ordered runs
+	// (SYNCBRIDGE_BENCH_FLOOD_ROUNDS); 0 is the benchmark's default.
+	FloodRounds int
 	// BenchTimeout is the test binary's -test.timeout of each part.
 	BenchTimeout time.Duration
 }
@@ -149,6 +152,9 @@ func runDrainBench(ctx context.Context, o BenchAllOptions, test, part, cpu strin
 	}
 	if o.Exceptions != "" {
 		vars["SYNCBRIDGE_BENCH_EXCEPTIONS"] = o.Exceptions
+	}
+	if o.FloodRounds > 0 {
+		vars["SYNCBRIDGE_BENCH_FLOOD_ROUNDS"] = strconv.Itoa(o.FloodRounds)
 	}
 	for k, v := range extra {
 		vars[k] = v
