@@ -234,10 +234,8 @@ func (s *Store) ClaimNotices(ctx context.Context, now time.Time, lease time.Dura
 }
 
 func (s *Store) claimBatches(ctx context.Context, claim string, now time.Time, lease time.Duration, limit int) ([]Notice, error) {
-	if _, err := s.DB.ExecContext(ctx,
-		`UPDATE notice_batches SET claim = ?, due_at = ? WHERE due_at <= ? ORDER BY due_at LIMIT ?`,
-		claim, now.Add(lease).UTC(), now.UTC(), limit); err != nil {
-		return nil, wrap("claim record notices", err)
+	if err := s.claimDue(ctx, "notice_batches", claim, now, lease, limit); err != nil {
+		return nil, err
 	}
 	rows, err := s.DB.QueryContext(ctx,
 		`SELECT batch, outcome, records FROM notice_batches WHERE claim = ? ORDER BY id`, claim)
@@ -267,10 +265,8 @@ func (s *Store) claimBatches(ctx context.Context, claim string, now time.Time, l
 
 // claimRecordNotices claims rows older workers wrote, one per notice.
 func (s *Store) claimRecordNotices(ctx context.Context, claim string, now time.Time, lease time.Duration, limit int) ([]Notice, error) {
-	if _, err := s.DB.ExecContext(ctx,
-		`UPDATE record_notices SET claim = ?, due_at = ? WHERE due_at <= ? ORDER BY due_at LIMIT ?`,
-		claim, now.Add(lease).UTC(), now.UTC(), limit); err != nil {
-		return nil, wrap("claim record notices", err)
+	if err := s.claimDue(ctx, "record_notices", claim, now, lease, limit); err != nil {
+		return nil, err
 	}
 	rows, err := s.DB.QueryContext(ctx,
 		`SELECT local_record_id, message_id, outcome, reason FROM record_notices WHERE claim = ? ORDER BY id`, claim)
@@ -287,6 +283,15 @@ func (s *Store) claimRecordNotices(ctx context.Context, claim string, now time.T
 		out = append(out, n)
 	}
 	return out, wrap("claim record notices: read", rows.Err())
+}
+
+// claimDue gives up to limit rows of table whose due time has passed to
+// claim, due again once lease has passed.
+func (s *Store) claimDue(ctx context.Context, table, claim string, now time.Time, lease time.Duration, limit int) error {
+	_, err := s.DB.ExecContext(ctx,
+		`UPDATE `+table+` SET claim = ?, due_at = ? WHERE due_at <= ? ORDER BY due_at LIMIT ?`,
+		claim, now.Add(lease).UTC(), now.UTC(), limit)
+	return wrap("claim record notices", err)
 }
 
 func newClaim() (string, error) {
