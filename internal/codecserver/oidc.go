@@ -55,17 +55,13 @@ func NewAccessTokens(o OIDCOptions) (*AccessTokens, error) {
 	if o.Issuer == "" || o.JWKSURL == "" || o.Audience == "" || o.GroupsClaim == "" || len(o.Groups) == 0 {
 		return nil, errors.New("codecserver: OIDC needs issuer, JWKS URL, audience, groups claim and at least one group")
 	}
-	ctx := context.Background()
-	if o.HTTPClient != nil {
-		ctx = oidc.ClientContext(ctx, o.HTTPClient)
-	}
-	keys := oidc.NewRemoteKeySet(ctx, o.JWKSURL)
+	// Identity providers sign access tokens with RSA or ECDSA; "none"
+	// and HMAC are never accepted.
+	algs := []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.ES256, oidc.ES384, oidc.ES512}
 	return &AccessTokens{
-		verifier: oidc.NewVerifier(o.Issuer, keys, &oidc.Config{
-			ClientID: o.Audience,
-			// Identity providers sign access tokens with RSA or ECDSA;
-			// "none" and HMAC are never accepted.
-			SupportedSigningAlgs: []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.ES256, oidc.ES384, oidc.ES512},
+		verifier: oidc.NewVerifier(o.Issuer, newKeySet(o.JWKSURL, o.HTTPClient, algs), &oidc.Config{
+			ClientID:             o.Audience,
+			SupportedSigningAlgs: algs,
 			Now:                  o.Now,
 		}),
 		claim:  strings.Split(o.GroupsClaim, "."),
@@ -77,14 +73,6 @@ func NewAccessTokens(o OIDCOptions) (*AccessTokens, error) {
 // allowed group. The error says which check failed, never the token.
 func (a *AccessTokens) Verify(ctx context.Context, raw string) (string, error) {
 	tok, err := a.verifier.Verify(ctx, raw)
-	if err != nil && strings.Contains(err.Error(), "failed to verify") && strings.Contains(err.Error(), "signature") {
-		// go-oidc lets a token with an unknown key ID join a key-set fetch
-		// that has just finished (it clears the fetch after waking its
-		// waiters), so a token signed with a key published a moment ago can
-		// be checked against the set from before; a second attempt starts
-		// a fetch of its own. Clean-clone CI met it once after a rotation.
-		tok, err = a.verifier.Verify(ctx, raw)
-	}
 	if err != nil {
 		return "", err
 	}
