@@ -83,7 +83,7 @@ func (s *Store) InsertFlood(ctx context.Context, evs []syncevent.Event, bad []Qu
 	var res FloodResult
 	var nt noticeTo
 	if !noticeDue.IsZero() {
-		batch, err := newClaim()
+		batch, err := randomID()
 		if err != nil {
 			// No notice can be written: nothing is stored, everything
 			// goes the default way.
@@ -221,7 +221,7 @@ func NoticeKeyFits(key, messageID string) bool {
 // notice_batches row lists the notices of one transaction (up to a
 // group's).
 func (s *Store) ClaimNotices(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]Notice, error) {
-	claim, err := newClaim()
+	claim, err := randomID()
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +294,9 @@ func (s *Store) claimDue(ctx context.Context, table, claim string, now time.Time
 	return wrap("claim record notices", err)
 }
 
-func newClaim() (string, error) {
+// randomID names a sweep's claim or the outbox batch of one InsertFlood
+// call: 32 hex characters, unique without coordination.
+func randomID() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("store: random id: %w", err)
