@@ -5,10 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,7 +22,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/uber-go/tally/v4"
 	commonpb "go.temporal.io/api/common/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
@@ -57,7 +54,7 @@ import (
 //   - lean: the full pipeline draining a backlog (msgs/s, the ratio to the
 //     ceiling, history events and billable actions per record counted from
 //     the real histories, SQL statements and round trips per message from
-//     a tap on the pipeline's own database connections, broker calls per
+//     a counter on the pipeline's own database connections, broker calls per
 //     message);
 //
 //   - legacy: the pre-lean shape on the same data (signal-with-start,
@@ -427,14 +424,9 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 	defer front.Close()
 	p.vars["ROCKETMQ_ENDPOINT"] = front.URL
 
-	// Count this pipeline's SQL through a tap in front of the server.
-	dsn, err := mysql.ParseDSN(p.env.DSN)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tap := newSQLTap(b, dsn.Addr)
-	dsn.Addr = tap.ln.Addr().String()
-	p.vars["POLARDB_DSN"] = dsn.FormatDSN()
+	// Count this pipeline's SQL on its own connections (sqlcount_test.go).
+	tap := newSQLCounter(b, p.env.DSN)
+	p.vars["POLARDB_DSN"] = tap.dsn
 	// Migrate before counting.
 	w := p.worker(Options{Logger: quietLogger()})
 	_ = w.stop()
@@ -929,84 +921,6 @@ func benchPlainConsumer(b *testing.B, msgs []syncevent.OutMessage) drainResult {
 	cpu := meter.Since(cpu0) // the closing empty poll (1 s of waiting) included
 	elapsed := last.Sub(start)
 	return drainResult{runs: 1, msgs: len(msgs), elapsed: elapsed, cpu: cpu}
-}
-
-// sqlTap is a TCP proxy in front of the database that reads the client's
-// side of the MySQL protocol and counts commands: statements (COM_QUERY,
-// COM_STMT_EXECUTE) and round trips (every command that gets a reply).
-// Unlike the server's global counters it sees only this pipeline's
-// connections, so other clients of a shared server do not skew the count.
-type sqlTap struct {
-	ln                net.Listener
-	target            string
-	statements, trips atomic.Int64
-}
-
-func newSQLTap(b *testing.B, target string) *sqlTap {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	t := &sqlTap{ln: ln, target: target}
-	go t.accept()
-	b.Cleanup(func() { ln.Close() })
-	return t
-}
-
-func (t *sqlTap) accept() {
-	for {
-		c, err := t.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", t.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		go func() { _, _ = io.Copy(c, s); c.Close() }()
-		go func() { t.count(io.TeeReader(c, s)); s.Close() }()
-	}
-}
-
-const (
-	comQuit        = 0x01
-	comQuery       = 0x03
-	comStmtExecute = 0x17
-	comStmtClose   = 0x19
-)
-
-// count reads client packets: a 3-byte length, a sequence number, the
-// payload. Sequence 0 starts a command (later packets of the handshake
-// and large payloads continue one).
-func (t *sqlTap) count(r io.Reader) {
-	hdr := make([]byte, 4)
-	handshake := true
-	for {
-		if _, err := io.ReadFull(r, hdr); err != nil {
-			return
-		}
-		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
-		payload := make([]byte, n)
-		if _, err := io.ReadFull(r, payload); err != nil {
-			return
-		}
-		if handshake {
-			handshake = false // the handshake response; TLS is not used here
-			continue
-		}
-		if hdr[3] != 0 || n == 0 {
-			continue
-		}
-		switch payload[0] {
-		case comQuery, comStmtExecute:
-			t.statements.Add(1)
-			t.trips.Add(1)
-		case comStmtClose, comQuit:
-		default:
-			t.trips.Add(1)
-		}
-	}
 }
 
 // TestCeilingBatches: the ceiling's stream holds every message once and a
