@@ -189,7 +189,7 @@ func TestSQLCounter(t *testing.T) {
 	packet(1, []byte("handshake"))
 	packet(0, []byte{comQuery, 'S'})
 	packet(0, append([]byte{0x16}, make([]byte, 300)...)) // COM_STMT_PREPARE
-	packet(1, []byte{comQuery})                            // a continuation, not a command
+	packet(1, []byte{comQuery})                           // a continuation, not a command
 	packet(0, []byte{comStmtClose, 1, 0, 0, 0})
 	packet(0, []byte{comStmtExecute, 1})
 	whole, split := &sqlCounter{}, &sqlCounter{}
