@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // fakeClock is a settable clock for runningRecords.
@@ -50,7 +52,7 @@ func TestRunningListingsAreShared(t *testing.T) {
 			}
 		})
 	}
-	waitUntil(t, func() bool { return calls.Load() == 1 })
+	testwait.Until(t, 5*time.Second, "the first listing to be asked for", func() bool { return calls.Load() == 1 })
 	time.Sleep(20 * time.Millisecond) // let the others queue behind it
 	close(release)
 	wg.Wait()
@@ -92,7 +94,7 @@ func TestRunningListingInFlightTooOldIsAskedAgain(t *testing.T) {
 	}
 	ctx := context.Background()
 	go func() { _, _ = r.listing(ctx, clk.now(), list) }()
-	waitUntil(t, func() bool { return calls.Load() == 1 })
+	testwait.Until(t, 5*time.Second, "the first listing to be asked for", func() bool { return calls.Load() == 1 })
 	clk.advance(time.Millisecond)
 	got := make(chan *runningListing, 1)
 	go func() {
@@ -151,16 +153,5 @@ func TestRecordsStartedHereCountAsRunning(t *testing.T) {
 	}
 	if !r.startedRecently("k2") {
 		t.Fatal("k2 just started")
-	}
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

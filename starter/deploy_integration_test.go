@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // The operator's commands against real versioned workers of two builds:
@@ -23,7 +24,7 @@ func TestDeployCommands(t *testing.T) {
 	h.vars["SYNCBRIDGE_BUILD_ID"] = "b1"
 	h.worker()
 	// The server registers a version with its workers' first polls.
-	waitFor(t, time.Minute, "b1 registered", func() bool {
+	testwait.Until(t, time.Minute, "b1 registered", func() bool {
 		code, _, _ := h.starter("deploy", "current", "b1")
 		return code == exitOK
 	})
@@ -40,7 +41,7 @@ func TestDeployCommands(t *testing.T) {
 
 	h.vars["SYNCBRIDGE_BUILD_ID"] = "b2"
 	h.worker()
-	waitFor(t, time.Minute, "b2 ramping", func() bool {
+	testwait.Until(t, time.Minute, "b2 ramping", func() bool {
 		code, _, _ := h.starter("deploy", "ramp", "b2", "25")
 		return code == exitOK
 	})

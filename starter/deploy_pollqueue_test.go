@@ -11,6 +11,7 @@ import (
 
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
 
@@ -28,7 +29,7 @@ func TestDeployRollbackToBuildWithoutPollQueue(t *testing.T) {
 	h.workerWith(workerapp.Options{NoPollQueue: true})
 	h.vars["SYNCBRIDGE_BUILD_ID"] = "new"
 	h.worker()
-	waitFor(t, time.Minute, "new registered and made current", func() bool {
+	testwait.Until(t, time.Minute, "new registered and made current", func() bool {
 		code, _, _ := h.starter("deploy", "current", "new")
 		return code == exitOK
 	})
@@ -66,7 +67,7 @@ func TestDeployRollbackToBuildWithoutPollQueue(t *testing.T) {
 		}
 		return queue
 	}
-	waitFor(t, time.Minute, "a poll running on the poll queue", func() bool { return latestPoll() == pollQueue })
+	testwait.Until(t, time.Minute, "a poll running on the poll queue", func() bool { return latestPoll() == pollQueue })
 
 	// What the server says without the starter's help (logged only: it
 	// refuses only while the poll queue shows recent tasks).
@@ -81,5 +82,5 @@ func TestDeployRollbackToBuildWithoutPollQueue(t *testing.T) {
 	if !strings.Contains(out, "runs no worker on the poll queue") || !strings.Contains(out, "current: old (was new)") {
 		t.Fatalf("deploy current old:\n%s", out)
 	}
-	waitFor(t, 2*time.Minute, "a poll running on the main task queue", func() bool { return latestPoll() == h.env.TaskQueue })
+	testwait.Until(t, 2*time.Minute, "a poll running on the main task queue", func() bool { return latestPoll() == h.env.TaskQueue })
 }

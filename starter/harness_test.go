@@ -23,6 +23,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/testenv"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
 
@@ -180,7 +181,7 @@ func (h *harness) latestRun(key string) (runID string, status enumspb.WorkflowEx
 // lags the server's state a little).
 func (h *harness) waitVisible(query string, n int64) {
 	h.t.Helper()
-	waitFor(h.t, 30*time.Second, "visibility: "+query, func() bool {
+	testwait.Until(h.t, 30*time.Second, "visibility: "+query, func() bool {
 		resp, err := h.env.Client.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: query})
 		return err == nil && resp.GetCount() == n
 	})
@@ -193,17 +194,6 @@ func (h *harness) rows(key string) int {
 		h.t.Fatal(err)
 	}
 	return n
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func body(patient, notes string) []byte {

@@ -15,6 +15,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/store"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // A quarantined message whose body was fixed lands when replayed and its
@@ -156,7 +157,7 @@ func TestReconcileReplaysRequestedQuarantineRows(t *testing.T) {
 	if rep.ReplaysRequested != 1 || rep.ReplaysStarted != 1 || len(rep.ReplayIDs) != 1 || rep.ReplayIDs[0] != id {
 		t.Fatalf("report: %+v", rep)
 	}
-	waitFor(t, time.Minute, "replayed row", func() bool {
+	testwait.Until(t, time.Minute, "replayed row", func() bool {
 		q, err := h.st.QuarantineByID(ctx, id)
 		return err == nil && q.Status == store.QuarantineReplayed
 	})
@@ -255,8 +256,8 @@ func TestInspectKey(t *testing.T) {
 	h := newHarness(t, mqemu.Config{}, nil)
 	h.worker()
 	h.startRecord("ins-1", contract.Delivery{MessageID: "msg-I", ReceiptHandle: "h-stale", Tag: "SyncEvent", Body: body("P-42", "secret note"), ConsumedTimes: 1})
-	waitFor(t, time.Minute, "record", func() bool { return h.rows("ins-1") == 1 })
-	waitFor(t, 30*time.Second, "record workflow to complete", func() bool {
+	testwait.Until(t, time.Minute, "record", func() bool { return h.rows("ins-1") == 1 })
+	testwait.Until(t, 30*time.Second, "record workflow to complete", func() bool {
 		_, st := h.latestRun("ins-1")
 		return st == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
 	})
@@ -301,7 +302,7 @@ func TestPollersStopLeavesNothingHalfProcessed(t *testing.T) {
 	}
 	h.env.MQ.SetFaults(mqemu.Faults{Latency: 300 * time.Millisecond})
 	h.mustStarter("pollers", "start")
-	waitFor(t, time.Minute, "some records", func() bool {
+	testwait.Until(t, time.Minute, "some records", func() bool {
 		n, _ := h.st.CountRecords(context.Background())
 		return n >= 20
 	})
@@ -311,7 +312,7 @@ func TestPollersStopLeavesNothingHalfProcessed(t *testing.T) {
 	}
 	// Records in flight finish on their own.
 	cfg := h.config()
-	waitFor(t, time.Minute, "records in flight to finish", func() bool {
+	testwait.Until(t, time.Minute, "records in flight to finish", func() bool {
 		n, err := countRunningRecords(context.Background(), h.env.Client, cfg)
 		return err == nil && n == 0
 	})
@@ -339,7 +340,7 @@ func TestPollersStopLeavesNothingHalfProcessed(t *testing.T) {
 	h.vars["SYNCBRIDGE_BATCH_SIZE"] = "16"
 	h.worker()
 	h.mustStarter("pollers", "start")
-	waitFor(t, 5*time.Minute, "drain after restart", func() bool {
+	testwait.Until(t, 5*time.Minute, "drain after restart", func() bool {
 		st := h.env.MQ.Stats(h.env.Topic, h.env.Group)
 		n, _ := h.st.CountRecords(context.Background())
 		return n == total && st.Ready == 0 && st.InFlight == 0

@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 	"github.com/syncbridge/syncbridge/internal/workerapp"
 )
 
@@ -92,7 +93,7 @@ func TestReconcileRedrivesOnlyUncommittedRecords(t *testing.T) {
 		len(rep.RedrivenKeys) != 1 || rep.RedrivenKeys[0] != keyA || rep.Errors != 0 {
 		t.Fatalf("report: %+v", rep)
 	}
-	waitFor(t, time.Minute, "re-driven record to complete", func() bool {
+	testwait.Until(t, time.Minute, "re-driven record to complete", func() bool {
 		run, st := h.latestRun(keyA)
 		return run != oldA && st == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
 	})
@@ -164,7 +165,7 @@ func TestReconcileReportsStuckRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.startRecord("stuck-1", contract.Delivery{MessageID: "msg-S", ReceiptHandle: "h", Tag: "SyncEvent", Body: body("P-300", "x"), ConsumedTimes: 1})
-	waitFor(t, time.Minute, "insert to fail", func() bool {
+	testwait.Until(t, time.Minute, "insert to fail", func() bool {
 		d, err := h.env.Client.DescribeWorkflowExecution(ctx, contract.RecordWorkflowID(h.prefix, "stuck-1"), "")
 		return err == nil && len(d.GetPendingActivities()) > 0 && d.GetPendingActivities()[0].GetLastFailure() != nil
 	})
@@ -180,7 +181,7 @@ func TestReconcileReportsStuckRecords(t *testing.T) {
 	if _, err := h.env.DB.ExecContext(ctx, "RENAME TABLE patient_records_away TO patient_records"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Minute, "stuck record to land", func() bool { return h.rows("stuck-1") == 1 })
+	testwait.Until(t, 2*time.Minute, "stuck record to land", func() bool { return h.rows("stuck-1") == 1 })
 }
 
 // With payload encryption on, a re-drive sends the recorded (encrypted)
@@ -212,8 +213,8 @@ func TestReconcileRedrivesEncryptedRecord(t *testing.T) {
 	if rep.Redriven != 1 || rep.Errors != 0 {
 		t.Fatalf("report: %+v", rep)
 	}
-	waitFor(t, time.Minute, "encrypted record to land", func() bool { return h.rows("enc-1") == 1 })
-	waitFor(t, 30*time.Second, "record to complete", func() bool {
+	testwait.Until(t, time.Minute, "encrypted record to land", func() bool { return h.rows("enc-1") == 1 })
+	testwait.Until(t, 30*time.Second, "record to complete", func() bool {
 		_, st := h.latestRun("enc-1")
 		return st == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
 	})
@@ -244,7 +245,7 @@ func TestReconcileRedrivesEveryRecordedDelivery(t *testing.T) {
 		t.Fatalf("report: %+v", rep)
 	}
 	var res contract.RecordResult
-	waitFor(t, time.Minute, "re-driven run", func() bool {
+	testwait.Until(t, time.Minute, "re-driven run", func() bool {
 		run, st := h.latestRun("multi")
 		return run != old && st == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
 	})

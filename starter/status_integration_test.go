@@ -11,6 +11,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/store"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // After a real drain (published with `starter publish`, drained by the
@@ -26,7 +27,7 @@ func TestStatusAndConflictDiffAfterADrain(t *testing.T) {
 	ctx := context.Background()
 	h.mustStarter("publish", "--count", "40", "--dup-rate", "0.1", "--changed-rate", "0.25", "--bad-rate", "0.2", "--seed", "9", "--key-prefix", "st-")
 	stop := h.worker()
-	waitFor(t, 4*time.Minute, "the drain", func() bool {
+	testwait.Until(t, 4*time.Minute, "the drain", func() bool {
 		s := h.env.MQ.Stats(h.env.Topic, h.env.Group)
 		// publish skips the generator's invalid UTF-8 message: 39 of 40.
 		return s.Published >= 39 && s.Acked == s.Published && s.Ready == 0 && s.InFlight == 0

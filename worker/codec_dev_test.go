@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // A record of the demo batch whose body the UI can show as JSON, and the
@@ -78,7 +79,7 @@ func TestWebUIDecodesThroughCodec(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			waitUntil(t, 3*time.Minute, "demo batch drained", func() bool {
+			testwait.Until(t, 3*time.Minute, "demo batch drained", func() bool {
 				st := emulatorStats(t, a.mq)
 				return st.Published == 24 && st.Acked == 24 && runningRecords(t, c) == 0
 			})

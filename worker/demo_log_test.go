@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/syncbridge/syncbridge/internal/testenv"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // A clean demo run, start to SIGTERM, with SYNCBRIDGE_LOG_FORMAT=json:
@@ -20,7 +21,7 @@ func TestCleanDemoLogsNoError(t *testing.T) {
 	a := newAddrs(t)
 	const n, rng = 24, 7 // the default demo batch's size: two malformed
 	p := startDev(t, a, []string{"SYNCBRIDGE_LOG_FORMAT=json"}, "-dev-seed", strconv.Itoa(n), "-dev-seed-rng", strconv.Itoa(rng))
-	waitUntil(t, 3*time.Minute, "the demo batch to be acked", func() bool {
+	testwait.Until(t, 3*time.Minute, "the demo batch to be acked", func() bool {
 		st := emulatorStats(t, a.mq)
 		return st.Published > 0 && st.Acked == st.Published && st.InFlight == 0 && st.Ready == 0
 	})

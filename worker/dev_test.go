@@ -29,6 +29,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/store/storetest"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/testenv"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // These tests run the real `worker -dev` binary as a user would.
@@ -189,17 +190,6 @@ func runningRecords(t *testing.T, c client.Client) int64 {
 	return resp.GetCount()
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
-}
-
 // The dev stack with -dev-db keeps Temporal's and the emulator's state on
 // disk: stopped mid-drain and started again, it finishes every record and
 // writes no duplicate row.
@@ -223,7 +213,7 @@ func TestDevStackRestartMidDrain(t *testing.T) {
 	}
 
 	first := startDev(t, a, env, "-dev-db", state, "-dev-seed", fmt.Sprint(n), "-dev-seed-rng", fmt.Sprint(rng), "-mq-invisible", "10s")
-	waitUntil(t, 3*time.Minute, "first rows", func() bool { return rows() >= 20 })
+	testwait.Until(t, 3*time.Minute, "first rows", func() bool { return rows() >= 20 })
 	first.stop(t)
 	mid := rows()
 	t.Logf("stopped the stack at %d rows", mid)
@@ -234,7 +224,7 @@ func TestDevStackRestartMidDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitUntil(t, 5*time.Minute, "drain after restart", func() bool {
+	testwait.Until(t, 5*time.Minute, "drain after restart", func() bool {
 		st := emulatorStats(t, a.mq)
 		return st.Published == n && st.Ready == 0 && st.InFlight == 0 && st.Acked == n && runningRecords(t, c) == 0
 	})
@@ -283,7 +273,7 @@ func TestWebUIShowsRecordWorkflows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitUntil(t, 3*time.Minute, "demo batch drained", func() bool {
+	testwait.Until(t, 3*time.Minute, "demo batch drained", func() bool {
 		st := emulatorStats(t, a.mq)
 		return st.Published == 24 && st.Acked == 24 && runningRecords(t, c) == 0
 	})

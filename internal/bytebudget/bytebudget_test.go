@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 func TestAcquireWaitsForRoom(t *testing.T) {
@@ -85,7 +87,7 @@ func TestFIFO(t *testing.T) {
 	}
 	big := make(chan error, 1)
 	go func() { big <- b.Acquire(context.Background(), 100) }()
-	waitFor(t, func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 })
+	testwait.Until(t, 5*time.Second, "the large request to wait", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 })
 	if b.TryAcquire(10) {
 		t.Fatal("small request overtook a waiting large one")
 	}
@@ -137,15 +139,4 @@ func TestReleaseMoreThanHeldPanics(t *testing.T) {
 		}
 	}()
 	b.Release(1)
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	mq "github.com/aliyunmq/mq-http-go-sdk"
+
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // TestConcurrentConsumersOneGroup runs several SDK consumers in one group
@@ -93,7 +95,7 @@ func TestConcurrentConsumersOneGroup(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, 45*time.Second, "every message to be acked", func() bool {
+	testwait.Until(t, 45*time.Second, "every message to be acked", func() bool {
 		return h.emu.Stats(testTopic, "G").Acked == messages
 	})
 	done.Store(true)

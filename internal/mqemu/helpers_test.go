@@ -184,18 +184,6 @@ func bodiesOf(msgs []mq.ConsumeMessageEntry) []string {
 	return out
 }
 
-// waitFor polls cond until it holds or the generous deadline passes.
-func waitFor(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // rawRequest is a hand-built, correctly signed request, for dialects and
 // bad input the Go SDK cannot produce.
 type rawRequest struct {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	mq "github.com/aliyunmq/mq-http-go-sdk"
+
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 func TestPersistenceRoundTrip(t *testing.T) {
@@ -106,7 +108,7 @@ func TestPersistencePeriodicSaveAndBadFile(t *testing.T) {
 	}
 	defer emu.Close()
 	emu.CreateTopic("periodic")
-	waitFor(t, 10*time.Second, "the periodic save", func() bool {
+	testwait.Until(t, 10*time.Second, "the periodic save", func() bool {
 		b, err := os.ReadFile(path)
 		return err == nil && strings.Contains(string(b), `"periodic"`)
 	})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	mq "github.com/aliyunmq/mq-http-go-sdk"
+
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // These tests drive the emulator through the real Go SDK over loopback.
@@ -229,7 +231,7 @@ func TestAckExpiredHandleReportsPerHandleError(t *testing.T) {
 	c := h.consumer(testTopic, "G", "")
 	msgs := mustConsume(t, c, 1, 1)
 	expired := msgs[0]
-	waitFor(t, 10*time.Second, "the invisibility to end", func() bool {
+	testwait.Until(t, 10*time.Second, "the invisibility to end", func() bool {
 		return time.Now().UnixMilli() > expired.NextConsumeTime
 	})
 	// Not yet redelivered (nobody consumed): the handle is expired, not
@@ -716,7 +718,7 @@ func TestServerCloseReleasesLongPolls(t *testing.T) {
 		_, err := consume(t, c, 16, 25, false)
 		done <- err
 	}()
-	waitFor(t, 10*time.Second, "the long poll to register its group", func() bool {
+	testwait.Until(t, 10*time.Second, "the long poll to register its group", func() bool {
 		return len(emu.AllStats()) == 1
 	})
 	start := time.Now()

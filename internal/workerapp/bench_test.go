@@ -42,6 +42,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/testenv"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // BenchmarkDrain measures, in one run on one embedded Temporal server and
@@ -539,7 +540,7 @@ func eachRecord(b *testing.B, c client.Client, taskQueue string, fn func(*workfl
 // drain costs the server.
 func recordLifetimes(b *testing.B, c client.Client, taskQueue string) (p50, p90 time.Duration) {
 	running := benchRunTypes + " AND TaskQueue = '" + taskQueue + "' AND ExecutionStatus = 'Running'"
-	waitFor(b, 5*time.Minute, "every record closed", func() bool {
+	testwait.Until(b, 5*time.Minute, "every record closed", func() bool {
 		resp, err := c.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: running})
 		return err == nil && resp.GetCount() == 0
 	})
@@ -628,7 +629,7 @@ func benchCeiling(b *testing.B, n int) drainResult {
 	// The acker stamps the last ack itself, so how often this looks does
 	// not change the measured time.
 	var end time.Time
-	waitFor(b, 5*time.Minute, "the ceiling's last ack", func() bool {
+	testwait.Until(b, 5*time.Minute, "the ceiling's last ack", func() bool {
 		ack.mu.Lock()
 		defer ack.mu.Unlock()
 		end = ack.done

@@ -18,6 +18,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // patientNeedles are strings that only patient data would put in history.
@@ -201,7 +202,7 @@ func TestKeyRotationMidDrain(t *testing.T) {
 	msgs := generate(syncevent.GenOptions{Count: 300, DistinctKeys: 240, ChangedRate: 0.3, Seed: 15, KeyPrefix: "rotate-"})
 	ids := p.publish(msgs)
 	first := p.worker(Options{})
-	waitFor(t, 2*time.Minute, "first rows", func() bool { return countRows(t, p.env.DB) >= 30 })
+	testwait.Until(t, 2*time.Minute, "first rows", func() bool { return countRows(t, p.env.DB) >= 30 })
 	if err := first.stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}

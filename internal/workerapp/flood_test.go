@@ -19,6 +19,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/store"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/testenv"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // mode is a way of running the pipeline the exactly-once tests must hold
@@ -85,7 +86,7 @@ func sigkillMidDrain(t *testing.T, m mode) {
 	ids := p.publish(msgs)
 	bin := testenv.WorkerBinary(t)
 	first := p.process(bin)
-	waitFor(t, 3*time.Minute, "a third of the rows", func() bool { return countRows(t, p.env.DB) >= 150 })
+	testwait.Until(t, 3*time.Minute, "a third of the rows", func() bool { return countRows(t, p.env.DB) >= 150 })
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -124,13 +125,13 @@ func TestFloodNoticesSurviveACrashAfterCommit(t *testing.T) {
 		held.Add(1)
 		<-ctx.Done() // never started: the process "dies" before
 	}})
-	waitFor(t, 2*time.Minute, "every message acked", func() bool {
+	testwait.Until(t, 2*time.Minute, "every message acked", func() bool {
 		st := p.env.MQ.Stats(p.env.Topic, p.env.Group)
 		return st.Published == len(msgs) && st.Ready == 0 && st.InFlight == 0
 	})
 	// Runs are started once full or after the notices' linger (1 s), so
 	// the drain may be acked before the first start is attempted.
-	waitFor(t, time.Minute, "a notice start held", func() bool { return held.Load() > 0 })
+	testwait.Until(t, time.Minute, "a notice start held", func() bool { return held.Load() > 0 })
 	pending := p.pendingNotices()
 	if pending == 0 || held.Load() == 0 {
 		t.Fatalf("no notice was held in the window (pending %d, held %d): the test proves nothing", pending, held.Load())
@@ -222,10 +223,10 @@ func TestFloodPaceUnderDatabaseLatency(t *testing.T) {
 	w := p.worker(Options{})
 	gauge := func() float64 { return metricSum(t, w.metricsAddr, "syncbridge_flood_group_batches") }
 	const full = 16 // SYNCBRIDGE_FLOOD_BATCHES' default
-	waitFor(t, 2*time.Minute, "the drain under way", func() bool { return countRows(t, p.env.DB) >= 500 })
+	testwait.Until(t, 2*time.Minute, "the drain under way", func() bool { return countRows(t, p.env.DB) >= 500 })
 
 	proxy.SetLatency(100 * time.Millisecond)
-	waitFor(t, 30*time.Second, "groups to shrink", func() bool { return gauge() <= full/4 })
+	testwait.Until(t, 30*time.Second, "groups to shrink", func() bool { return gauge() <= full/4 })
 	slowFrom, slowRows := time.Now(), countRows(t, p.env.DB)
 	time.Sleep(4 * time.Second)
 	slowRate := float64(countRows(t, p.env.DB)-slowRows) / time.Since(slowFrom).Seconds()
@@ -233,7 +234,7 @@ func TestFloodPaceUnderDatabaseLatency(t *testing.T) {
 
 	proxy.SetLatency(0)
 	fastFrom, fastRows := time.Now(), countRows(t, p.env.DB)
-	waitFor(t, 30*time.Second, "groups to grow back", func() bool { return gauge() == full || countRows(t, p.env.DB) >= 5000 })
+	testwait.Until(t, 30*time.Second, "groups to grow back", func() bool { return gauge() == full || countRows(t, p.env.DB) >= 5000 })
 	time.Sleep(time.Second)
 	fastRate := float64(countRows(t, p.env.DB)-fastRows) / time.Since(fastFrom).Seconds()
 	t.Logf("group of %d consume calls, %.0f under latency (%.0f rows/s), back to %.0f (%.0f rows/s)", full, shrunk, slowRate, gauge(), fastRate)
@@ -262,7 +263,7 @@ func TestFloodRowsPerSecondHolds(t *testing.T) {
 		return metricLabelled(t, w.metricsAddr, "syncbridge_flood_messages_total", `path="bulk"`)
 	}
 	// Past the limiter's first burst (a second's worth).
-	waitFor(t, time.Minute, "the first bulk commits", func() bool { return bulk() >= 2*perSec })
+	testwait.Until(t, time.Minute, "the first bulk commits", func() bool { return bulk() >= 2*perSec })
 	from, n0 := time.Now(), bulk()
 	time.Sleep(time.Minute)
 	rate := (bulk() - n0) / time.Since(from).Seconds()

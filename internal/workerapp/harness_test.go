@@ -184,17 +184,6 @@ func (p *pipe) waitDrained(published int, timeout time.Duration) {
 	p.t.Logf("drained: %+v, record workflows %d", st, p.count(""))
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 // generate is syncevent.Generate, invalid UTF-8 bodies included: the SDK's
 // XML encoding replaces the bad bytes with U+FFFD before the message leaves
 // the producer, and the parser refuses U+FFFD, so they are quarantined as

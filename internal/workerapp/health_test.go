@@ -15,6 +15,7 @@ import (
 
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/tcpproxy"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // serve puts h on a test server and returns GET path's status and body.
@@ -136,7 +137,7 @@ func TestStartRunsRoundsUntilStopped(t *testing.T) {
 		Checks: []Check{{Name: DepMQ, Run: func(context.Context) error { n.Add(1); return nil }}},
 	})
 	stop := h.Start(context.Background())
-	waitFor(t, 10*time.Second, "three rounds", func() bool { return n.Load() >= 3 })
+	testwait.Until(t, 10*time.Second, "three rounds", func() bool { return n.Load() >= 3 })
 	stop()
 	after := n.Load()
 	time.Sleep(100 * time.Millisecond)

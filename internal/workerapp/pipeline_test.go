@@ -23,6 +23,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/tcpproxy"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // The drain: 1,000 messages over 800 keys (200 republished, a
@@ -139,13 +140,13 @@ func databaseOutageMidDrain(t *testing.T, m mode) {
 	msgs := generate(syncevent.GenOptions{Count: 400, DistinctKeys: 350, ChangedRate: 0.3, BadRate: 0.02, Seed: 11, KeyPrefix: "outage-"})
 	ids := p.publish(msgs)
 	p.worker(Options{})
-	waitFor(t, 2*time.Minute, "first rows", func() bool { return countRows(t, p.env.DB) >= 40 })
+	testwait.Until(t, 2*time.Minute, "first rows", func() bool { return countRows(t, p.env.DB) >= 40 })
 
 	proxy.Cut()
 	cutAt := time.Now()
 	// During the outage, stuck records are visible as pending Insert
 	// activities with their last failure and a growing attempt count.
-	waitFor(t, 60*time.Second, "a record retrying its insert", func() bool {
+	testwait.Until(t, 60*time.Second, "a record retrying its insert", func() bool {
 		return p.stuckInsert() != ""
 	})
 	t.Logf("stuck record seen: %s", p.stuckInsert())
@@ -201,7 +202,7 @@ func TestStuckInsertShowsAsPendingActivity(t *testing.T) {
 	msgs := generate(syncevent.GenOptions{Count: 1, Seed: 23, KeyPrefix: "stuck-"})
 	ids := p.publish(msgs)
 	cutAt := time.Now()
-	waitFor(t, time.Minute, "the record as a pending Insert activity with its last error", func() bool {
+	testwait.Until(t, time.Minute, "the record as a pending Insert activity with its last error", func() bool {
 		return p.stuckInsert() != ""
 	})
 	t.Logf("after %s: %s", time.Since(cutAt).Round(time.Second), p.stuckInsert())
@@ -243,7 +244,7 @@ func TestWorkerRestartMidDrain(t *testing.T) {
 	msgs := generate(syncevent.GenOptions{Count: 400, DistinctKeys: 320, ChangedRate: 0.3, Seed: 5, KeyPrefix: "restart-"})
 	ids := p.publish(msgs)
 	first := p.worker(Options{})
-	waitFor(t, 2*time.Minute, "first rows", func() bool { return countRows(t, p.env.DB) >= 40 })
+	testwait.Until(t, 2*time.Minute, "first rows", func() bool { return countRows(t, p.env.DB) >= 40 })
 	if err := first.stop(); err != nil {
 		t.Fatalf("graceful stop: %v", err)
 	}
@@ -295,9 +296,9 @@ func redeliveryWhileRecordRuns(t *testing.T, md mode) {
 	// In flood mode the records start only once a bulk commit has given
 	// up on the lock, and the poller gathers more groups meanwhile: count
 	// the redeliveries from the moment a record runs.
-	waitFor(t, time.Minute, "a record running", func() bool { return p.count("ExecutionStatus = 'Running'") > 0 })
+	testwait.Until(t, time.Minute, "a record running", func() bool { return p.count("ExecutionStatus = 'Running'") > 0 })
 	base := p.env.MQ.Stats(p.env.Topic, p.env.Group).Delivered
-	waitFor(t, time.Minute, "redeliveries during the insert", func() bool {
+	testwait.Until(t, time.Minute, "redeliveries during the insert", func() bool {
 		return p.env.MQ.Stats(p.env.Topic, p.env.Group).Delivered >= base+2*len(msgs)
 	})
 	if _, err := conn.ExecContext(context.Background(), "UNLOCK TABLES"); err != nil {
@@ -364,7 +365,7 @@ func TestRedeliveryParkedUntilRecordCloses(t *testing.T) {
 	msgs := generate(syncevent.GenOptions{Count: 4, Seed: 19, KeyPrefix: "park-"})
 	ids := p.publish(msgs)
 	w = p.worker(Options{})
-	waitFor(t, time.Minute, "a redelivery parked while the records run", func() bool {
+	testwait.Until(t, time.Minute, "a redelivery parked while the records run", func() bool {
 		return metricSum(t, w.metricsAddr, "syncbridge_redeliveries_parked_total") > 0
 	})
 	if _, err := conn.ExecContext(context.Background(), "UNLOCK TABLES"); err != nil {
@@ -515,7 +516,7 @@ func TestExceptionsOnCompletedKeysAreFindable(t *testing.T) {
 	e.quarantine[ids[5]] = syncevent.ReasonBadJSON
 	p.verify(e)
 
-	waitFor(t, 30*time.Second, "the conflict and the quarantine in visibility", func() bool {
+	testwait.Until(t, 30*time.Second, "the conflict and the quarantine in visibility", func() bool {
 		return p.count("SyncOutcome = 'conflict'") == 1 && p.count("SyncOutcome = 'quarantined'") == 1
 	})
 	if n := p.count("WorkflowId = '" + contract.RecordWorkflowID(p.prefix, dup.Key) + "'"); n != 1 {

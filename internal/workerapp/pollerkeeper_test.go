@@ -15,6 +15,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/store"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 func pollerStatus(t *testing.T, p *pipe, i int) enumspb.WorkflowExecutionStatus {
@@ -33,14 +34,14 @@ func TestKeeperRestartsFailedPollerButNotStoppedOne(t *testing.T) {
 	p := newPipe(t, mqemu.Config{}, map[string]string{"SYNCBRIDGE_POLLERS": "1"})
 	p.worker(Options{PollerKeepEvery: time.Second})
 	running := func() bool { return pollerStatus(t, p, 0) == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING }
-	waitFor(t, 30*time.Second, "poller running", running)
+	testwait.Until(t, 30*time.Second, "poller running", running)
 
 	cfg := p.config()
 	id := contract.PollerWorkflowID(cfg.MQ.Topic, cfg.MQ.Group, 0)
 	if err := p.env.Client.TerminateWorkflow(context.Background(), id, "", "simulated poller failure"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "terminated poller restarted by the keeper", running)
+	testwait.Until(t, 30*time.Second, "terminated poller restarted by the keeper", running)
 
 	// The operator's stop intent, as `starter pollers stop` records it.
 	db, err := store.Open(context.Background(), cfg.DB.DSN, 1)
@@ -66,7 +67,7 @@ func TestKeeperRestartsFailedPollerButNotStoppedOne(t *testing.T) {
 func TestSecondPipelineSharingTaskQueueOrPrefixRefused(t *testing.T) {
 	a := newPipe(t, mqemu.Config{}, map[string]string{"SYNCBRIDGE_POLLERS": "1"})
 	a.worker(Options{})
-	waitFor(t, 30*time.Second, "pipeline A's poller", func() bool {
+	testwait.Until(t, 30*time.Second, "pipeline A's poller", func() bool {
 		return pollerStatus(t, a, 0) == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 	})
 
@@ -148,7 +149,7 @@ func TestKeeperRetriesAFailedFirstRound(t *testing.T) {
 	}
 	// The periodic round is a minute away: only the first round's retry
 	// can start the poller within the wait.
-	waitFor(t, 30*time.Second, "the poller started by the retried first round", func() bool {
+	testwait.Until(t, 30*time.Second, "the poller started by the retried first round", func() bool {
 		return pollerStatus(t, p, 0) == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 	})
 	if n := tc.fails.Load(); n > 0 {

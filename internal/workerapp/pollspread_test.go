@@ -11,6 +11,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/contract"
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 	"github.com/syncbridge/syncbridge/workflows"
 )
 
@@ -80,7 +81,7 @@ func TestPollsSpreadOverWorkers(t *testing.T) {
 		slices.Sort(got)
 		return slices.Equal(got, names)
 	}
-	waitFor(t, 2*time.Minute, "one poll on each worker", func() bool { return spread(p.runningPolls()) })
+	testwait.Until(t, 2*time.Minute, "one poll on each worker", func() bool { return spread(p.runningPolls()) })
 	// Two more rounds of restarts: whenever all three run on the poll
 	// queue, they run on three workers. A poll that missed a slot by a
 	// hiccup (its worker's poller slow to come back for longer than
@@ -124,7 +125,7 @@ func TestPollsSpreadOverWorkers(t *testing.T) {
 	if samples < 5 || fallbacks > samples {
 		t.Fatalf("%d samples had all three polls running on three workers, %d shared a worker after a missed slot", samples, fallbacks)
 	}
-	waitFor(t, 2*runFor+time.Minute, "every poller's latest poll on the poll queue, after a restart within its run", func() bool {
+	testwait.Until(t, 2*runFor+time.Minute, "every poller's latest poll on the poll queue, after a restart within its run", func() bool {
 		for i := 0; i < 3; i++ {
 			if queues, _ := p.pollQueues(i); len(queues) < 2 || queues[len(queues)-1] != contract.PollTaskQueue(p.env.TaskQueue) {
 				return false
@@ -160,7 +161,7 @@ func TestPollsSpreadOverWorkers(t *testing.T) {
 func TestLoneWorkerRunsEveryPoll(t *testing.T) {
 	p := newPipe(t, mqemu.Config{InvisibleTime: 2 * time.Minute}, map[string]string{"SYNCBRIDGE_POLLERS": "2"})
 	w := p.worker(Options{Identity: "lone-w1", PollRunFor: 8 * time.Second})
-	waitFor(t, 4*workflows.PollQueueWait+time.Minute, "both polls running on the worker", func() bool {
+	testwait.Until(t, 4*workflows.PollQueueWait+time.Minute, "both polls running on the worker", func() bool {
 		m := p.runningPolls()
 		return len(m) == 2 && m[0] == "lone-w1" && m[1] == "lone-w1"
 	})
@@ -211,7 +212,7 @@ func TestLoneWorkerRunsEveryPoll(t *testing.T) {
 	p.verify(expect(t, msgs, ids))
 	// Let the main-queue run go on to its next poll, offered on the poll
 	// queue again, so its recorded history shows both.
-	waitFor(t, time.Minute, "the main-queue run's second poll", func() bool {
+	testwait.Until(t, time.Minute, "the main-queue run's second poll", func() bool {
 		n := 0
 		for _, ev := range p.runHistory(id, mainFirst) {
 			if ev.GetActivityTaskScheduledEventAttributes() != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/testenv"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 )
 
 // A real Prometheus scrapes a worker through a small drain with broker
@@ -63,7 +64,7 @@ func TestPrometheusScrapesEveryMetricTheRulesAndDashboardUse(t *testing.T) {
 		contract.RecordWorkflowV2Name, contract.RecordInput{Key: held.Key, Topic: p.env.Topic, Group: p.env.Group}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "the held record in the stuck gauge", func() bool {
+	testwait.Until(t, time.Minute, "the held record in the stuck gauge", func() bool {
 		return prom.count(t, `syncbridge_stuck_records > 0`) > 0
 	})
 	if err := p.env.Client.SignalWorkflow(context.Background(), heldID, "", contract.SignalDelivery,
@@ -121,13 +122,13 @@ func TestPrometheusScrapesEveryMetricTheRulesAndDashboardUse(t *testing.T) {
 	if prom.count(t, `max_over_time(syncbridge_stuck_records[5m]) > 0`) == 0 {
 		t.Error("syncbridge_stuck_records never rose above 0 during the drain")
 	}
-	waitFor(t, 10*time.Second, "stuck records back to 0", func() bool {
+	testwait.Until(t, 10*time.Second, "stuck records back to 0", func() bool {
 		return prom.count(t, `syncbridge_stuck_records == 0`) == 1
 	})
 	// The broker faults of the drain may have failed the last readiness
 	// round; with them cleared the next rounds (every second here) must
 	// report ready.
-	waitFor(t, 20*time.Second, "syncbridge_worker_ready == 1 once the broker faults are cleared", func() bool {
+	testwait.Until(t, 20*time.Second, "syncbridge_worker_ready == 1 once the broker faults are cleared", func() bool {
 		return prom.count(t, `syncbridge_worker_ready == 1`) == 1
 	})
 

@@ -19,6 +19,7 @@ import (
 	"github.com/syncbridge/syncbridge/internal/mqemu"
 	"github.com/syncbridge/syncbridge/internal/syncevent"
 	"github.com/syncbridge/syncbridge/internal/tcpproxy"
+	"github.com/syncbridge/syncbridge/internal/testwait"
 	"github.com/syncbridge/syncbridge/workflows"
 )
 
@@ -168,7 +169,7 @@ func (v *versioned) handle() client.WorkerDeploymentHandle {
 func (v *versioned) setCurrent(build string) {
 	v.t.Helper()
 	var err error
-	waitFor(v.t, time.Minute, "build "+build+" registered and made current", func() bool {
+	testwait.Until(v.t, time.Minute, "build "+build+" registered and made current", func() bool {
 		_, err = v.handle().SetCurrentVersion(context.Background(), client.WorkerDeploymentSetCurrentVersionOptions{BuildID: build})
 		return err == nil
 	})
@@ -197,7 +198,7 @@ func (v *versioned) pinnedRunning(build string) int64 {
 
 func (v *versioned) waitPinnedRunning(build string, n int64) {
 	v.t.Helper()
-	waitFor(v.t, 2*time.Minute, fmt.Sprintf("%d records running pinned to %s", n, build), func() bool {
+	testwait.Until(v.t, 2*time.Minute, fmt.Sprintf("%d records running pinned to %s", n, build), func() bool {
 		return v.pinnedRunning(build) >= n
 	})
 }
@@ -221,7 +222,7 @@ func (v *versioned) notDrained(build string) string {
 
 func (v *versioned) waitDrained(build string) {
 	v.t.Helper()
-	waitFor(v.t, time.Minute, build+" drained", func() bool { return v.notDrained(build) == "" })
+	testwait.Until(v.t, time.Minute, build+" drained", func() bool { return v.notDrained(build) == "" })
 	v.t.Logf("%s drained", build)
 }
 
