@@ -36,7 +36,9 @@ type HandleError struct {
 
 // Consumer is what the poller and acker need from a consumer group.
 type Consumer interface {
-	// Consume long-polls for up to n messages. No messages is (nil, nil).
+	// Consume long-polls for up to n messages, for up to wait (whole
+	// seconds, 1 to 30; below a second it is a short poll, answered at
+	// once). No messages is (nil, nil).
 	Consume(ctx context.Context, n int, wait time.Duration) ([]Message, error)
 	// Ack acknowledges handles. Handles the broker refused are returned
 	// in failed with a nil error; err is for the call as a whole

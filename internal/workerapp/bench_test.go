@@ -464,6 +464,15 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 	settleVisibility(b, p.env.Client, p.env.TaskQueue, int64(metricSum(b, w.metricsAddr, "syncbridge_workflows_started_total")))
 	p50, p90 := recordLifetimes(b, p.env.Client, p.env.TaskQueue)
 	stmts, trips := tap.statements.Load()-stmts0, tap.trips.Load()-trips0
+	if shape == "flood" {
+		// Where the messages went: a drain's tail waits on any message
+		// the bulk path left to a record workflow, or on a poll paused
+		// by the in-flight cap.
+		b.Logf("flood: messages by path: bulk %v, record workflow %v; polls paused by the in-flight cap %v",
+			metricLabelled(b, w.metricsAddr, "syncbridge_flood_messages_total", `path="bulk"`),
+			metricLabelled(b, w.metricsAddr, "syncbridge_flood_messages_total", `path="workflow"`),
+			metricSum(b, w.metricsAddr, "syncbridge_poll_throttled_total"))
+	}
 	_ = w.stop()
 	p.stopPollers() // now, not when the benchmark ends: idle pollers still cost the server timers
 
