@@ -426,7 +426,7 @@ func benchPipeline(b *testing.B, msgs []syncevent.OutMessage, shape string) drai
 	p.vars["ROCKETMQ_ENDPOINT"] = front.URL
 
 	// Count this pipeline's SQL on its own connections (sqlcount_test.go).
-	tap := newSQLCounter(b, p.env.DSN)
+	tap := newSQLCounter(p.env.DSN)
 	p.vars["POLARDB_DSN"] = tap.dsn
 	// Migrate before counting.
 	w := p.worker(Options{Logger: quietLogger()})

@@ -110,22 +110,33 @@ func (c *tripConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-var tripNets atomic.Int64
+var dialNets atomic.Int64
 
-// CountRoundTrips returns dsn (as NewDatabase makes it) rewritten to dial
-// through a counter of client/server round trips: what batching saves.
-func CountRoundTrips(dsn string) (string, *RoundTrips) {
-	trips := new(RoundTrips)
-	name := fmt.Sprintf("storetest_trips_%d", tripNets.Add(1))
+// DialThrough returns dsn, which dials TCP (as NewDatabase makes it),
+// rewritten to dial through wrap: every connection the driver opens with
+// it is wrap's. Tests count their own traffic this way, in the writing
+// goroutine and with no proxy in between.
+func DialThrough(dsn string, wrap func(net.Conn) net.Conn) string {
+	if !strings.Contains(dsn, "@tcp(") {
+		panic("storetest: DialThrough needs a DSN that dials tcp(...), got another")
+	}
+	name := fmt.Sprintf("storetest_net_%d", dialNets.Add(1))
 	mysql.RegisterDialContext(name, func(ctx context.Context, addr string) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return nil, err
 		}
-		return &tripConn{Conn: c, trips: trips}, nil
+		return wrap(c), nil
 	})
-	return strings.Replace(dsn, "@tcp(", "@"+name+"(", 1), trips
+	return strings.Replace(dsn, "@tcp(", "@"+name+"(", 1)
+}
+
+// CountRoundTrips returns dsn (as NewDatabase makes it) rewritten to dial
+// through a counter of client/server round trips: what batching saves.
+func CountRoundTrips(dsn string) (string, *RoundTrips) {
+	trips := new(RoundTrips)
+	return DialThrough(dsn, func(c net.Conn) net.Conn { return &tripConn{Conn: c, trips: trips} }), trips
 }
 
 // Questions returns the number of statements the server has run for the
